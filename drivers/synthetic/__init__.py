@@ -1,0 +1,1 @@
+"""Synthetic readings at a configured rate, for demos, load tests and benchmarks."""

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import AsyncIterator
+
+from drivers.synthetic.config import SyntheticConfig
+from gateway.model import Reading
+from gateway.ticker import every
+
+TICK = 0.005  # finest pacing; higher rates emit several readings per tick
+
+
+class Synthetic:
+    def __init__(self, cfg: SyntheticConfig):
+        self.cfg = cfg
+        self.count = 0
+
+    async def connect(self) -> None:
+        return None
+
+    async def readings(self) -> AsyncIterator[Reading]:
+        cfg = self.cfg
+        interval = max(TICK, 1.0 / cfg.rate)
+        per_tick = cfg.rate * interval
+        names = [f"tag{i}" for i in range(cfg.tags)]
+        due = 0.0
+        async for _ in every(interval):
+            due += per_tick
+            n = int(due)
+            due -= n
+            now = time.time()
+            for _ in range(n):
+                i = self.count
+                self.count += 1
+                tag = names[i % cfg.tags]
+                if cfg.bad_every and i % cfg.bad_every == cfg.bad_every - 1:
+                    yield Reading(tag, None, now, "bad", cfg.unit, "synthetic fault")
+                else:
+                    yield Reading(tag, round(50 + 20 * math.sin(i / 500), 3), now, "good", cfg.unit)
+                if cfg.limit is not None and self.count >= cfg.limit:
+                    return
+
+    async def aclose(self) -> None:
+        return None

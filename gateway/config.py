@@ -1,0 +1,282 @@
+"""Configuration: YAML into pydantic models, with every error pointing at file, line and field.
+
+Devices are a discriminated union on `kind`; the union in `gateway.registry` is the only registry.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from gateway.device import NAME, RESERVED_NAMES
+from gateway.errors import ConfigError
+from gateway.registry import DeviceConfig
+
+TOPIC_LEVEL = r"^[^/#+\s]{1,64}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StationConfig(Strict):
+    """A workstation: the unit that has one active work order, operation and lot at a time."""
+
+    name: str = Field(pattern=NAME, description="Station name; a topic level.")
+    description: str | None = Field(default=None, description="Free text for people.")
+
+
+def _station_shorthand(value: Any) -> Any:
+    return {"name": value} if isinstance(value, str) else value
+
+
+class GatewaySection(Strict):
+    """Where this gateway sits in the ISA-95 hierarchy."""
+
+    id: str = Field(pattern=NAME, description="Gateway id, unique in the plant; in every record as `gateway_id`.")
+    site: str = Field(pattern=TOPIC_LEVEL, description="Site (plant) name; a topic level.")
+    area: str = Field(pattern=TOPIC_LEVEL, description="Area name; a topic level.")
+    line: str = Field(pattern=TOPIC_LEVEL, description="Production line name; a topic level.")
+    stations: list[Annotated[StationConfig, BeforeValidator(_station_shorthand)]] = Field(
+        min_length=1, description="Stations served by this gateway; a plain name is short for `{name: …}`."
+    )
+
+
+class TlsConfig(Strict):
+    """TLS to the broker. The broker certificate is always verified against `ca_file`."""
+
+    ca_file: Path = Field(description="CA certificate(s) that signed the broker's certificate (PEM).")
+    cert_file: Path | None = Field(default=None, description="Client certificate (PEM) for mutual TLS.")
+    key_file: Path | None = Field(default=None, description="Client private key (PEM).")
+    key_password_file: Path | None = Field(default=None, description="File holding the key's passphrase.")
+    check_hostname: bool = Field(default=True, description="Verify that the broker certificate names `host`.")
+
+
+class MqttConfig(Strict):
+    """The upstream broker. Delivery is QoS 1, at least once; consumers drop duplicates by (gateway_id, seq)."""
+
+    host: str = Field(description="Broker host name or address.")
+    port: int | None = Field(default=None, ge=1, le=65535, description="Broker port; 1883, or 8883 with TLS.")
+    protocol: Literal["3.1.1", "5"] = Field(default="3.1.1", description="MQTT protocol version.")
+    client_id: str | None = Field(default=None, description="Stable client id; default `shopfloor-<gateway id>`.")
+    keepalive: int = Field(default=30, ge=5, le=3600, description="Keep-alive interval in seconds.")
+    topic_prefix: str = Field(default="shopfloor", pattern=r"^[^#+\s]{1,128}$", description="First topic level(s).")
+    username: str | None = Field(default=None, description="User name for the broker.")
+    password_file: Path | None = Field(default=None, description="File whose first line is the password.")
+    password_credential: str | None = Field(
+        default=None, description="Name of a systemd credential ($CREDENTIALS_DIRECTORY/<name>) holding the password."
+    )
+    tls: TlsConfig | None = Field(default=None, description="TLS settings; plain TCP when absent.")
+    max_inflight: int = Field(default=64, ge=1, le=65535, description="Messages awaiting PUBACK at once.")
+    max_pack: int = Field(
+        default=100,
+        ge=1,
+        le=10000,
+        description="Readings of one device packed into one message (a JSON array). 1 sends one JSON object per message.",
+    )
+    max_payload: int = Field(default=256 * 1024, ge=1024, description="Largest message in bytes; a larger record is dead-lettered.")
+    reconnect_initial: float = Field(default=0.1, gt=0, description="First reconnect delay in seconds.")
+    reconnect_max: float = Field(default=1.0, gt=0, description="Longest reconnect delay in seconds.")
+
+    @model_validator(mode="after")
+    def _one_password_source(self) -> MqttConfig:
+        if self.password_file and self.password_credential:
+            raise ValueError("give either password_file or password_credential, not both")
+        return self
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or (8883 if self.tls else 1883)
+
+    def password(self) -> str | None:
+        if self.password_file:
+            return self.password_file.read_text().splitlines()[0]
+        if self.password_credential:
+            folder = os.environ.get("CREDENTIALS_DIRECTORY")
+            if not folder:
+                raise ConfigError([f"mqtt.password_credential: {self.password_credential!r} set but $CREDENTIALS_DIRECTORY is not (run under systemd with LoadCredential=)"])
+            return (Path(folder) / self.password_credential).read_text().splitlines()[0]
+        return None
+
+
+class BufferConfig(Strict):
+    """The durable outbox. A reading counts as captured once its row is committed here."""
+
+    path: Path = Field(default=Path("/var/lib/shopfloor-gateway/buffer.db"), description="SQLite file of the outbox.")
+    max_rows: int = Field(default=5_000_000, ge=100, description="Rows the outbox may hold before the overflow policy applies.")
+    max_bytes: int = Field(default=2 * 1024**3, ge=1024 * 1024, description="Payload bytes the outbox may hold before the overflow policy applies.")
+    overflow: Literal["drop_oldest", "drop_newest"] = Field(
+        default="drop_oldest",
+        description="What to discard when full: the oldest or the newest *telemetry*. Scans, RFID reads, alarms "
+        "and context events are never discarded. Every discarded row is counted and its seq range recorded.",
+    )
+    commit_interval: float = Field(default=0.005, gt=0, le=1, description="Longest wait in seconds before a group commit.")
+    commit_rows: int = Field(default=2000, ge=1, description="Rows that trigger a group commit at once.")
+    synchronous: Literal["full", "normal"] = Field(
+        default="full", description="SQLite synchronous mode: full survives a power cut; normal may lose the last commits."
+    )
+
+
+class ControlConfig(Strict):
+    """The local control socket used by `status` and `context` while the daemon runs."""
+
+    socket: Path | None = Field(default=None, description="Unix socket path; default: `control.sock` next to the buffer file.")
+
+
+class LogConfig(Strict):
+    level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Lowest level logged.")
+    format: Literal["auto", "json", "console"] = Field(default="auto", description="auto: JSON unless stderr is a terminal.")
+
+
+class Config(Strict):
+    """The whole gateway configuration file."""
+
+    gateway: GatewaySection
+    mqtt: MqttConfig
+    buffer: BufferConfig = Field(default_factory=BufferConfig)
+    control: ControlConfig = Field(default_factory=ControlConfig)
+    log: LogConfig = Field(default_factory=LogConfig)
+    devices: list[DeviceConfig] = Field(default_factory=list, description="The devices this gateway reads.")
+
+    def cross_check(self) -> list[tuple[tuple, str]]:
+        """Checks across sections, as (document path, message) so errors can point at the line."""
+        problems: list[tuple[tuple, str]] = []
+        stations = [s.name for s in self.gateway.stations]
+        for i, name in enumerate(stations):
+            if name in stations[:i]:
+                problems.append((("gateway", "stations", i, "name"), f"station {name!r} is listed twice"))
+        seen: set[str] = set()
+        for i, dev in enumerate(self.devices):
+            if dev.name in seen:
+                problems.append((("devices", i, "name"), f"device name {dev.name!r} is used twice"))
+            if dev.name in RESERVED_NAMES:
+                problems.append((("devices", i, "name"), f"{dev.name!r} is reserved for the gateway's own topics"))
+            seen.add(dev.name)
+            if dev.station is None and len(stations) > 1:
+                problems.append((("devices", i), f"station: required when the gateway has several stations ({', '.join(stations)})"))
+            if dev.station is not None and dev.station not in stations:
+                problems.append((("devices", i, "station"), f"{dev.station!r} is not one of gateway.stations ({', '.join(stations)})"))
+        return problems
+
+    def station_of(self, device: Any) -> str:
+        return device.station or self.gateway.stations[0].name
+
+    @property
+    def control_socket(self) -> Path:
+        return self.control.socket or self.buffer.path.with_name("control.sock")
+
+
+# --- loading with line numbers -------------------------------------------------------------------
+
+
+def _marks(node: yaml.Node, path: tuple = (), out: dict | None = None) -> dict[tuple, int]:
+    """Map every path in the document (keys and list indexes) to its 1-based line."""
+    out = {} if out is None else out
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            k = key.value
+            out[path + (k,)] = key.start_mark.line + 1
+            _marks(value, path + (k,), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _marks(item, path + (i,), out)
+    return out
+
+
+def _resolve_loc(loc: tuple, data: Any) -> tuple[tuple, str]:
+    """Turn a pydantic error location into a document path, dropping union tags (e.g. `modbus`)."""
+    path: list = []
+    shown: list[str] = []
+    cur = data
+    for part in loc:
+        if isinstance(cur, dict):
+            if part in cur:
+                path.append(part)
+                shown.append(f".{part}")
+                cur = cur[part]
+                continue
+            if isinstance(part, str) and (cur.get("kind") == part or part.startswith("function-")):
+                continue  # discriminator tag or validator wrapper, not a key in the file
+            shown.append(f".{part}")
+            cur = None
+        elif isinstance(cur, list) and isinstance(part, int) and part < len(cur):
+            path.append(part)
+            shown.append(f"[{part}]")
+            cur = cur[part]
+        elif isinstance(part, str) and part.startswith(("function-", "str")):
+            continue
+        else:
+            shown.append(f"[{part}]" if isinstance(part, int) else f".{part}")
+            cur = None
+    return tuple(path), "".join(shown).lstrip(".") or "(top level)"
+
+
+def _show(path: tuple) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).lstrip(".")
+
+
+def _line_of(marks: dict[tuple, int], path: tuple) -> int:
+    while path not in marks and path:
+        path = path[:-1]
+    return marks.get(path, 1)
+
+
+def format_errors(file: str, exc: ValidationError, data: Any, marks: dict[tuple, int]) -> list[str]:
+    problems = []
+    for err in exc.errors():
+        path, shown = _resolve_loc(tuple(err["loc"]), data)
+        msg = err["msg"]
+        if err["type"] == "missing":
+            msg = "required field is missing"
+        elif err["type"] == "extra_forbidden":
+            msg = "unknown field (check the spelling; see `shopfloor-gateway print-schema`)"
+        elif "input" in err and err["type"] not in ("value_error", "assertion_error") and not isinstance(err["input"], dict | list):
+            msg = f"{msg} (got {err['input']!r})"
+        if err["type"] == "value_error":
+            msg = msg.removeprefix("Value error, ")
+        problems.append(f"{file}:{_line_of(marks, path)}: {shown}: {msg}")
+    return problems
+
+
+def parse(text: str, file: str = "<config>") -> Config:
+    """Parse YAML text; raise `ConfigError` listing every problem as `file:line: field: message`."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        raise ConfigError([f"{file}:{line}: YAML syntax error: {getattr(exc, 'problem', None) or exc}"]) from None
+    if node is None:
+        raise ConfigError([f"{file}:1: the file is empty"])
+    data = yaml.SafeLoader(text).get_single_data()
+    if not isinstance(data, dict):
+        raise ConfigError([f"{file}:1: the top level must be a mapping with gateway, mqtt, buffer and devices"])
+    marks = _marks(node)
+    try:
+        cfg = Config.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_errors(file, exc, data, marks)) from None
+    problems = cfg.cross_check()
+    if problems:
+        raise ConfigError([f"{file}:{_line_of(marks, path)}: {_show(path)}: {msg}" for path, msg in problems])
+    return cfg
+
+
+def load(path: str | os.PathLike) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{path}: not UTF-8 text: {exc}"]) from None
+    return parse(text, str(path))
+
+
+def schema() -> dict[str, Any]:
+    return Config.model_json_schema()

@@ -1,0 +1,32 @@
+"""Settings every device shares; the supervisor reads them, drivers never do."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+# Topic levels the gateway itself uses below a station; a device may not take them.
+RESERVED_NAMES = frozenset({"context", "cmd", "_gateway"})
+
+
+class DeviceBase(BaseModel):
+    """Common fields of every entry under `devices:`. Each driver's config extends it with `kind`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=NAME, description="Unique device name; the topic level and the `device` field of every record.")
+    station: str | None = Field(
+        default=None,
+        description="Station the device belongs to; its readings carry that station's context. "
+        "May be left out when the gateway has exactly one station.",
+    )
+    enabled: bool = Field(default=True, description="Set to false to keep the entry but not start the device.")
+    connect_timeout: float = Field(default=5.0, gt=0, description="Seconds a connection attempt may take.")
+    backoff_initial: float = Field(default=0.5, gt=0, description="First retry delay in seconds after a failure.")
+    backoff_max: float = Field(default=30.0, gt=0, description="Longest retry delay in seconds; delays double up to it, with jitter.")
+    silence_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds without any reading after which the link counts as lost and is re-opened "
+        "(catches readers bridged over a network that go silent without an error). Off by default.",
+    )

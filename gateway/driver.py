@@ -1,0 +1,25 @@
+"""The driver protocol (design.md §2): device logic only; retries, timing and health live in the supervisor."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Protocol
+
+from gateway.model import Reading
+
+
+class Driver(Protocol):
+    """One physical connection (one PLC endpoint, one serial port, one scanner).
+
+    - `connect()` raises `NotConnected` (retry with backoff) or `DriverFatal` (stop this device).
+    - `readings()` yields readings until the link drops, then raises `NotConnected`.
+    - `aclose()` releases the connection; it is called after every attempt, successful or not.
+
+    Drivers never sleep to retry and never log per poll.
+    """
+
+    async def connect(self) -> None: ...
+
+    def readings(self) -> AsyncIterator[Reading]: ...
+
+    async def aclose(self) -> None: ...
