@@ -1,0 +1,1 @@
+"""Runnable device simulators, one per driver: `python -m simulators <name> --help`."""
