@@ -10,10 +10,11 @@ from typing import Annotated, Union
 
 from pydantic import Field
 
-from drivers.modbus.config import ModbusConfig
+from drivers.modbus.config import ModbusConfig, ModbusRtuConfig
+from drivers.opcua.config import OpcUaConfig
 from drivers.synthetic.config import SyntheticConfig
 
 DeviceConfig = Annotated[
-    Union[ModbusConfig, SyntheticConfig],  # noqa: UP007 - a Union reads better as the registry
+    Union[ModbusConfig, ModbusRtuConfig, OpcUaConfig, SyntheticConfig],  # noqa: UP007 - a Union reads better as the registry
     Field(discriminator="kind"),
 ]
