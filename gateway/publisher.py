@@ -97,6 +97,10 @@ class Publisher:
                     await self._session(client)
             except aiomqtt.MqttError as exc:
                 self._set("disconnected", str(exc))
+                if asyncio.current_task().cancelling():
+                    # A stop request that raced the connection loss was absorbed by the session's
+                    # TaskGroup together with the MqttError (Python 3.11): honour it here.
+                    raise asyncio.CancelledError from None
             delay = backoff(attempt, self.mqtt.reconnect_initial, self.mqtt.reconnect_max)
             attempt += 1
             await asyncio.sleep(delay)
