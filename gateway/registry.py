@@ -11,9 +11,10 @@ from typing import Annotated, Union
 from pydantic import Field
 
 from drivers.modbus.config import ModbusConfig
+from drivers.scanner_serial.config import ScannerSerialConfig
 from drivers.synthetic.config import SyntheticConfig
 
 DeviceConfig = Annotated[
-    Union[ModbusConfig, SyntheticConfig],  # noqa: UP007 - a Union reads better as the registry
+    Union[ModbusConfig, SyntheticConfig, ScannerSerialConfig],  # noqa: UP007 - a Union reads better as the registry
     Field(discriminator="kind"),
 ]
