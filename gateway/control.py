@@ -1,0 +1,68 @@
+"""The local control socket: one JSON request per line, one JSON answer per line.
+
+Requests: {"cmd": "status"}, {"cmd": "context", "station": …, "action": start|update|end|login|logout,
+"work_order": …, "operation": …, "lot": …, "operators": […]}, {"cmd": "contexts"}.
+The socket is created with mode 0660: who may change a station's work order is who may write it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+LIMIT = 1 << 20
+
+
+async def serve(path: Path, handle: Handler) -> None:
+    """Serve until cancelled."""
+    if path.exists() or path.is_symlink():
+        path.unlink()  # left over from a crash; we hold the buffer lock, so no live daemon owns it
+
+    async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while line := await reader.readline():
+                try:
+                    req = orjson.loads(line)
+                    if not isinstance(req, dict):
+                        raise ValueError("request must be a JSON object")
+                    rsp = await handle(req)
+                except (ValueError, orjson.JSONDecodeError) as exc:
+                    rsp = {"ok": False, "error": str(exc)}
+                writer.write(orjson.dumps(rsp) + b"\n")
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    old = os.umask(0o117)
+    try:
+        server = await asyncio.start_unix_server(client, path=str(path), limit=LIMIT)
+    finally:
+        os.umask(old)
+    try:
+        async with server:
+            await server.serve_forever()
+    finally:
+        path.unlink(missing_ok=True)
+
+
+async def request(path: Path, req: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+    """Send one request to a running daemon. Raises OSError when none listens."""
+    async with asyncio.timeout(timeout):
+        reader, writer = await asyncio.open_unix_connection(str(path), limit=LIMIT)
+        try:
+            writer.write(orjson.dumps(req) + b"\n")
+            await writer.drain()
+            line = await reader.readline()
+        finally:
+            writer.close()
+    if not line:
+        raise ConnectionError("the gateway closed the control connection")
+    return orjson.loads(line)

@@ -1,0 +1,439 @@
+"""The durable outbox: every reading is a row here until the broker has acknowledged it.
+
+Invariants (design.md §4). Code below must keep them; tests in tests/gateway/test_outbox.py show them.
+
+1. Captured means committed. `put()` only queues a row in memory; it is captured when the group
+   commit that holds it returns. Nothing is acknowledged to a device or an operator before that:
+   `committed(ticket)` resolves only after the commit.
+2. Group commit. Rows are written in one transaction every `commit_interval` seconds or every
+   `commit_rows` rows, whichever comes first, so fsync is paid once per batch.
+3. `seq` is the row id: contiguous for committed rows, strictly increasing, never reused. The table
+   uses AUTOINCREMENT (SQLite keeps the high-water mark in sqlite_sequence, so deleting rows or
+   emptying the buffer never lowers it), and a new database starts at `unix_ms * 1000`, so even a
+   deleted buffer file does not repeat a seq a consumer has seen. A crash before commit loses only
+   rows that were never captured, and no seq is burnt for them.
+4. A row is deleted only after the broker acknowledged the message that carried it (`ack()`), or when
+   it moves to `dead_letter` with a reason (`dead()`), or when the overflow policy discards it.
+5. Overflow. Past `max_rows` or `max_bytes` the policy discards the oldest (or the newest) rows that are
+   not protected. Protected rows (scans, RFID reads, alarms, context events) are never discarded.
+   Every discarded row is counted, its seq range recorded in `discards`, and the episode is logged
+   once when it starts and once when it ends.
+6. Restart. After a crash or a power cut (synchronous=FULL, WAL) the outbox reopens with exactly the
+   committed rows; the publisher starts from the lowest seq, so unacknowledged rows are sent again.
+   The station context lives in the same file and is updated in the same transaction as the event
+   that journals the change.
+7. One writer. Only this object writes the file; a second gateway on the same file is refused by an
+   exclusive lock on `<path>.lock`.
+
+Disk full or I/O errors roll the batch back and keep it in memory (bounded); the error is logged
+once per episode and counted, and writing is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiosqlite
+import orjson
+import structlog
+
+from gateway.config import BufferConfig
+from gateway.errors import BufferError
+
+log = structlog.get_logger("gateway.outbox")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox(
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    protected INTEGER NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outbox_droppable ON outbox(seq) WHERE protected = 0;
+CREATE TABLE IF NOT EXISTS dead_letter(
+    seq INTEGER PRIMARY KEY,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    reason TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS discards(
+    id INTEGER PRIMARY KEY,
+    first_seq INTEGER,
+    last_seq INTEGER,
+    count INTEGER NOT NULL,
+    policy TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS context(station TEXT PRIMARY KEY, state TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+COUNTERS = ("captured", "published", "dead_lettered", "discarded", "write_errors")
+MAX_PENDING = 200_000  # rows held in memory while the disk refuses writes
+
+
+@dataclass(slots=True)
+class Row:
+    topic: str
+    payload: bytes  # the record's JSON without its opening brace; the publisher prepends `{"seq":N,`
+    protected: bool
+    at: float
+
+
+@dataclass
+class Stats:
+    rows: int = 0
+    bytes: int = 0
+    counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNTERS, 0))
+
+
+class Outbox:
+    """Owns the SQLite file. Use as `async with Outbox(cfg) as box:`; run `box.run()` as a task."""
+
+    def __init__(self, cfg: BufferConfig):
+        self.cfg = cfg
+        self.db: aiosqlite.Connection | None = None
+        self.stats = Stats()
+        self.lock = asyncio.Lock()  # a fetch never sees a half-written transaction
+        self.new_rows = asyncio.Event()  # set after a commit that inserted rows
+        self.empty = asyncio.Event()  # set while no row awaits delivery
+        self._pending: list[Row] = []
+        self._context: dict[str, str] = {}
+        self._acks: list[int] = []
+        self._acked: set[int] = set()  # acknowledged, delete not yet committed: never re-sent
+        self._dead: list[tuple[int, str]] = []
+        self._batch = 0  # number of the batch `put()` currently fills
+        self._done = -1  # highest committed batch
+        self._waiters: dict[int, asyncio.Future] = {}
+        self._wake = asyncio.Event()
+        self._full = asyncio.Event()
+        self._lockfile: int | None = None
+        self._overflow_since: float | None = None
+        self._overflow_count = 0
+        self._failing: str | None = None
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Outbox:
+        path = self.cfg.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lockfile = take_lock(path)
+        try:
+            self.db = await self._open(path)
+        except sqlite3.DatabaseError as exc:
+            # A corrupt file must not stop capture: set it aside for recovery and start afresh.
+            aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(str(path) + suffix)
+                if src.exists():
+                    src.rename(str(aside) + suffix)
+            log.error("buffer_quarantined", path=str(path), moved_to=str(aside), error=str(exc))
+            self.db = await self._open(path)
+        self._track_empty()
+        return self
+
+    async def _open(self, path: Path) -> aiosqlite.Connection:
+        db = await aiosqlite.connect(path)
+        try:
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute(f"PRAGMA synchronous={self.cfg.synchronous.upper()}")
+            await db.executescript(SCHEMA)
+            async with db.execute("SELECT seq FROM sqlite_sequence WHERE name='outbox'") as cur:
+                if await cur.fetchone() is None:
+                    await db.execute(
+                        "INSERT INTO sqlite_sequence(name, seq) VALUES('outbox', ?)", (int(time.time() * 1000) * 1000,)
+                    )
+            async with db.execute("SELECT count(*), coalesce(sum(length(payload)), 0) FROM outbox") as cur:
+                self.stats.rows, self.stats.bytes = await cur.fetchone()
+            async with db.execute("SELECT value FROM meta WHERE key='counters'") as cur:
+                row = await cur.fetchone()
+            if row:
+                self.stats.counters.update(orjson.loads(row[0]))
+            await db.commit()
+        except BaseException:
+            await db.close()
+            raise
+        return db
+
+    async def __aexit__(self, *exc) -> None:
+        if self.db is not None:
+            try:
+                await self.flush()
+            finally:
+                await self.db.close()
+                self.db = None
+        if self._lockfile is not None:
+            os.close(self._lockfile)
+            self._lockfile = None
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def put(self, topic: str, payload: bytes, protected: bool) -> int:
+        """Queue one row for the next group commit; return the ticket for `committed()`."""
+        self._pending.append(Row(topic, payload, protected, time.time()))
+        if not self._wake.is_set():
+            self._wake.set()
+        if len(self._pending) >= self.cfg.commit_rows:
+            self._full.set()
+        return self._batch
+
+    def set_context(self, station: str, state: dict) -> int:
+        """Persist a station's context in the same transaction as the rows queued with it."""
+        self._context[station] = orjson.dumps(state).decode()
+        self._wake.set()
+        return self._batch
+
+    def ack(self, seqs: Iterable[int]) -> None:
+        """The broker acknowledged these rows: delete them with the next commit."""
+        self._acks.extend(seqs)
+        self._acked.update(seqs)
+        self._wake.set()
+
+    def dead(self, seqs: Iterable[int], reason: str) -> None:
+        """Move rows to the dead-letter table for good, with the reason."""
+        for s in seqs:
+            self._dead.append((s, reason))
+            self._acked.add(s)
+        self._wake.set()
+
+    async def committed(self, ticket: int) -> None:
+        """Return once the batch holding `ticket` is committed (captured)."""
+        if ticket <= self._done:
+            return
+        fut = self._waiters.get(ticket)
+        if fut is None:
+            fut = self._waiters[ticket] = asyncio.get_running_loop().create_future()
+        await asyncio.shield(fut)
+
+    async def run(self) -> None:
+        """The group-commit loop; runs until cancelled."""
+        while True:
+            await self._wake.wait()
+            if len(self._pending) < self.cfg.commit_rows:
+                try:
+                    async with asyncio.timeout(self.cfg.commit_interval):
+                        await self._full.wait()
+                except TimeoutError:
+                    pass
+            try:
+                await self.flush()
+            except BufferError:
+                await asyncio.sleep(0.5)  # the disk refused; the batch is kept, try again shortly
+
+    async def flush(self) -> None:
+        """Commit everything queued now."""
+        self._wake.clear()
+        self._full.clear()
+        rows, self._pending = self._pending, []
+        context, self._context = self._context, {}
+        acks, self._acks = self._acks, []
+        dead, self._dead = self._dead, []
+        batch = self._batch
+        self._batch += 1
+        if not (rows or context or acks or dead):
+            self._release(batch)
+            return
+        before = dict(self.stats.counters), self.stats.rows, self.stats.bytes
+        try:
+            async with self.lock:
+                await self._write(rows, context, acks, dead)
+        except sqlite3.Error as exc:
+            self.stats.counters, self.stats.rows, self.stats.bytes = before
+            self._requeue(rows, context, acks, dead)
+            self.stats.counters["write_errors"] += 1
+            if self._failing is None:
+                self._failing = str(exc)
+                log.error("buffer_write_failed", error=str(exc), held_in_memory=len(self._pending))
+            raise BufferError(str(exc)) from exc
+        if self._failing is not None:
+            log.info("buffer_write_recovered", error_was=self._failing)
+            self._failing = None
+        self._acked.difference_update(acks)
+        self._acked.difference_update(s for s, _ in dead)
+        self._release(batch)
+        if rows:
+            self.new_rows.set()
+        self._track_empty()
+
+    def _track_empty(self) -> None:
+        if self.stats.rows == 0 and not self._pending:
+            self.empty.set()
+        else:
+            self.empty.clear()
+
+    async def _write(self, rows: list[Row], context: dict, acks: list[int], dead: list[tuple[int, str]]) -> None:
+        db = self.db
+        assert db is not None
+        c = self.stats.counters
+        try:
+            if dead:
+                now = time.time()
+                await db.executemany(
+                    "INSERT OR REPLACE INTO dead_letter(seq, topic, payload, reason, at) "
+                    "SELECT seq, topic, payload, ?, ? FROM outbox WHERE seq = ?",
+                    [(reason, now, s) for s, reason in dead],
+                )
+                c["dead_lettered"] += await self._delete([s for s, _ in dead])
+            if acks:
+                c["published"] += await self._delete(acks)
+            if rows:
+                rows = await self._make_room(rows)
+                await db.executemany(
+                    "INSERT INTO outbox(topic, payload, protected, at) VALUES (?, ?, ?, ?)",
+                    [(r.topic, r.payload, r.protected, r.at) for r in rows],
+                )
+                self.stats.rows += len(rows)
+                self.stats.bytes += sum(len(r.payload) for r in rows)
+                c["captured"] += len(rows)
+            for station, state in context.items():
+                await db.execute("INSERT OR REPLACE INTO context(station, state) VALUES (?, ?)", (station, state))
+            await db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('counters', ?)", (orjson.dumps(c).decode(),))
+            await db.commit()
+        except BaseException:
+            await db.rollback()
+            raise
+
+    async def _delete(self, seqs: list[int]) -> int:
+        """Delete rows by seq (one statement for the whole list); return how many existed."""
+        async with self.db.execute(
+            "DELETE FROM outbox WHERE seq IN (SELECT value FROM json_each(?)) RETURNING length(payload)",
+            (orjson.dumps(seqs).decode(),),
+        ) as cur:
+            gone = await cur.fetchall()
+        self.stats.rows -= len(gone)
+        self.stats.bytes -= sum(g[0] for g in gone)
+        return len(gone)
+
+    async def _make_room(self, rows: list[Row]) -> list[Row]:
+        """Apply the overflow policy so that `rows` fit; return the rows still to insert."""
+        cfg = self.cfg
+        incoming = sum(len(r.payload) for r in rows)
+        over_rows = self.stats.rows + len(rows) - cfg.max_rows
+        over_bytes = self.stats.bytes + incoming - cfg.max_bytes
+        if over_rows <= 0 and over_bytes <= 0:
+            if self._overflow_since is not None and self.stats.rows < 0.9 * cfg.max_rows:
+                log.warning(
+                    "buffer_overflow_ended",
+                    discarded=self._overflow_count,
+                    seconds=round(time.time() - self._overflow_since, 1),
+                )
+                self._overflow_since = None
+                self._overflow_count = 0
+            return rows
+        if self._overflow_since is None:
+            self._overflow_since = time.time()
+            log.warning("buffer_overflow", policy=cfg.overflow, rows=self.stats.rows, max_rows=cfg.max_rows, bytes=self.stats.bytes, max_bytes=cfg.max_bytes)
+        dropped = 0
+        if cfg.overflow == "drop_oldest":
+            db = self.db
+            assert db is not None
+            while over_rows > 0 or over_bytes > 0:
+                # Estimate rows to free from the average row size when only bytes are over.
+                want = max(over_rows, 0)
+                if over_bytes > 0 and self.stats.rows:
+                    want = max(want, over_bytes * self.stats.rows // max(self.stats.bytes, 1) + 1)
+                async with db.execute(
+                    "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE protected = 0 ORDER BY seq LIMIT ?) "
+                    "RETURNING seq, length(payload)",
+                    (want,),
+                ) as cur:
+                    gone = await cur.fetchall()
+                if not gone:
+                    break
+                seqs = [g[0] for g in gone]
+                freed = sum(g[1] for g in gone)
+                self.stats.rows -= len(gone)
+                self.stats.bytes -= freed
+                over_rows -= len(gone)
+                over_bytes -= freed
+                dropped += len(gone)
+                await db.execute(
+                    "INSERT INTO discards(first_seq, last_seq, count, policy, at) VALUES (?, ?, ?, ?, ?)",
+                    (min(seqs), max(seqs), len(seqs), cfg.overflow, time.time()),
+                )
+        if over_rows > 0 or over_bytes > 0:
+            # drop_newest, or nothing old left to drop: incoming telemetry gives way; protected rows stay.
+            keep = [r for r in rows if r.protected]
+            n = len(rows) - len(keep)
+            if n:
+                dropped += n
+                await self.db.execute(
+                    "INSERT INTO discards(first_seq, last_seq, count, policy, at) VALUES (NULL, NULL, ?, ?, ?)",
+                    (n, cfg.overflow, time.time()),
+                )
+            rows = keep
+        self.stats.counters["discarded"] += dropped
+        self._overflow_count += dropped
+        return rows
+
+    def _requeue(self, rows, context, acks, dead) -> None:
+        self._pending[:0] = rows
+        self._context = {**context, **self._context}
+        self._acks[:0] = acks
+        self._dead[:0] = dead
+        if len(self._pending) > MAX_PENDING:
+            # The disk has refused writes for a long time: shed telemetry, never protected rows.
+            keep = [r for r in self._pending if r.protected]
+            excess = len(self._pending) - MAX_PENDING
+            tele = [r for r in self._pending if not r.protected]
+            shed = min(excess, len(tele))
+            tele = tele[shed:]
+            self._pending = sorted(keep + tele, key=lambda r: r.at)
+            self.stats.counters["discarded"] += shed
+            log.error("buffer_memory_shed", discarded=shed, held_in_memory=len(self._pending))
+
+    def _release(self, batch: int) -> None:
+        self._done = batch
+        for t in [t for t in self._waiters if t <= batch]:
+            fut = self._waiters.pop(t)
+            if not fut.done():
+                fut.set_result(None)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    async def fetch(self, after: int, limit: int) -> list[tuple[int, str, bytes]]:
+        """Committed rows with seq > after, in seq order, skipping rows already acknowledged."""
+        db = self.db
+        assert db is not None
+        async with self.lock:
+            async with db.execute(
+                "SELECT seq, topic, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+            ) as cur:
+                rows = await cur.fetchall()
+        if self._acked:
+            rows = [r for r in rows if r[0] not in self._acked]
+        return rows
+
+    async def oldest(self) -> float | None:
+        """Ingest time of the oldest row still in the outbox."""
+        assert self.db is not None
+        async with self.lock, self.db.execute("SELECT at FROM outbox ORDER BY seq LIMIT 1") as cur:
+            row = await cur.fetchone()
+        return row[0] if row else None
+
+    async def contexts(self) -> dict[str, dict]:
+        assert self.db is not None
+        async with self.db.execute("SELECT station, state FROM context") as cur:
+            return {s: orjson.loads(v) for s, v in await cur.fetchall()}
+
+    def pending(self) -> int:
+        return len(self._pending)
+
+
+def take_lock(path: Path) -> int:
+    """Hold an exclusive lock for the life of the process (released by the kernel on any exit)."""
+    fd = os.open(str(path) + ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise BufferError(f"{path} is in use by another gateway process") from None
+    return fd

@@ -1,0 +1,206 @@
+"""Real parts for tests: a private mosquitto on a free loopback port, an upstream subscriber with a
+persistent session, and the gateway in-process or as a real subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiomqtt
+import orjson
+import pytest
+import yaml
+
+from gateway import config as config_mod
+from gateway import control, daemon
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.02)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+class Broker:
+    """Debian's mosquitto with persistence, on a free loopback port; can be stopped and restarted."""
+
+    def __init__(self, folder: Path, port: int | None = None):
+        self.folder = folder
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+        folder.mkdir(parents=True, exist_ok=True)
+        self.conf = folder / "mosquitto.conf"
+        # `user root` keeps mosquitto from dropping to a user that cannot write our temp folder.
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"persistence_location {folder}/\nautosave_interval 1\nmax_queued_messages 1000000\n"
+            f"max_inflight_messages 0\nuser root\nlog_dest file {folder}/mosquitto.log\n"
+        )
+
+    def start(self) -> None:
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+
+@pytest.fixture
+def broker(tmp_path):
+    b = Broker(tmp_path / "broker")
+    b.start()
+    yield b
+    b.stop()
+
+
+class Upstream:
+    """A consumer at the broker: persistent session, QoS 1, reconnects; keeps every record."""
+
+    def __init__(self, port: int, topic: str = "#", client_id: str | None = None):
+        self.port = port
+        self.topic = topic
+        self.client_id = client_id or f"test-upstream-{os.getpid()}-{time.monotonic_ns()}"
+        self.records: list[dict[str, Any]] = []
+        self.messages: list[tuple[str, Any]] = []
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._subscribed = asyncio.Event()
+
+    async def __aenter__(self) -> Upstream:
+        self._task = asyncio.create_task(self._run())
+        async with asyncio.timeout(10):
+            await self._subscribed.wait()
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with aiomqtt.Client("127.0.0.1", self.port, identifier=self.client_id, clean_session=False) as c:
+                    await c.subscribe(self.topic, qos=1)
+                    self._subscribed.set()
+                    async for msg in c.messages:
+                        data = orjson.loads(msg.payload)
+                        self.messages.append((str(msg.topic), data))
+                        for rec in data if isinstance(data, list) else [data]:
+                            if isinstance(rec, dict) and "seq" in rec:
+                                rec["_topic"] = str(msg.topic)
+                                self.records.append(rec)
+                        self._changed.set()
+            except aiomqtt.MqttError:
+                await asyncio.sleep(0.1)
+
+    async def wait(self, predicate, timeout: float = 20.0) -> None:
+        """Wait until predicate(records) is true; fail with what arrived otherwise."""
+        try:
+            async with asyncio.timeout(timeout):
+                while not predicate(self.records):
+                    self._changed.clear()
+                    await self._changed.wait()
+        except TimeoutError:
+            raise AssertionError(f"timed out; {len(self.records)} records arrived, last: {self.records[-3:]}") from None
+
+    def of(self, **match) -> list[dict[str, Any]]:
+        return [r for r in self.records if all(r.get(k) == v for k, v in match.items())]
+
+
+def write_config(tmp_path: Path, broker_port: int, devices: list[dict], **sections) -> Path:
+    doc = {
+        "gateway": {"id": "gw-test", "site": "plant1", "area": "assembly", "line": "line1", "stations": ["st10"]},
+        "mqtt": {"host": "127.0.0.1", "port": broker_port, **sections.pop("mqtt", {})},
+        "buffer": {"path": str(tmp_path / "buffer.db"), **sections.pop("buffer", {})},
+        "log": {"level": "info", "format": "json"},
+        "devices": devices,
+        **sections,
+    }
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+class InProcess:
+    """The daemon in the test's event loop; talk to it through its real control socket."""
+
+    def __init__(self, path: Path):
+        self.cfg = config_mod.load(path)
+        self.stop = asyncio.Event()
+        self.task: asyncio.Task | None = None
+
+    async def __aenter__(self) -> InProcess:
+        self.task = asyncio.create_task(daemon.run(self.cfg, self.stop))
+        deadline = time.monotonic() + 10
+        while not self.cfg.control_socket.exists():
+            if self.task.done():
+                self.task.result()
+            assert time.monotonic() < deadline, "gateway did not start"
+            await asyncio.sleep(0.02)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        self.stop.set()
+        async with asyncio.timeout(30):
+            assert await self.task == 0
+
+    async def request(self, **req) -> dict[str, Any]:
+        return await control.request(self.cfg.control_socket, req)
+
+    async def status(self) -> dict[str, Any]:
+        return await self.request(cmd="status")
+
+
+class Process:
+    """The daemon as a real process (`python -m gateway run`), for SIGKILL and exit-status tests."""
+
+    def __init__(self, path: Path, log: Path):
+        self.path = path
+        self.log = log
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        out = open(self.log, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "-c", str(self.path)], cwd=ROOT, stdout=out, stderr=out)
+        out.close()
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def terminate(self) -> int:
+        self.proc.terminate()
+        return self.proc.wait(30)
+
+    def events(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log.read_bytes().splitlines():
+            with contextlib.suppress(orjson.JSONDecodeError):
+                out.append(orjson.loads(line))
+        return out

@@ -1,0 +1,73 @@
+"""The station context state machine."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.context import Change, Context, ContextRefused, apply
+
+
+def start(wo, source="cli", **kw):
+    return Change("start", source, work_order=wo, **kw)
+
+
+def test_start_update_end():
+    c0 = Context("st10")
+    c1, ev = apply(c0, start("WO-1", lot="L1", operation="OP10"), now=1)
+    assert c1.active and c1.work_order == "WO-1" and c1.lot == "L1" and c1.version == 1
+    assert [e.event for e in ev] == ["started"]
+    c2, ev = apply(c1, Change("update", "cli", lot="L2"), now=2)
+    assert c2.context_id == c1.context_id and c2.version == 2 and c2.lot == "L2"
+    c3, ev = apply(c2, Change("end", "cli"), now=3)
+    assert not c3.active and c3.work_order is None and c3.version == 3
+    assert ev[0].event == "ended" and ev[0].context.work_order == "WO-1" and ev[0].context.ended_at == 3
+
+
+def test_changeover_ends_the_old_order_first():
+    c1, _ = apply(Context("st10"), start("WO-1", lot="L1"), now=1)
+    c2, ev = apply(c1, start("WO-2"), now=2)
+    assert [e.event for e in ev] == ["ended", "started"]
+    assert ev[0].context.work_order == "WO-1"
+    assert c2.work_order == "WO-2" and c2.lot is None and c2.context_id != c1.context_id
+    assert c2.version > ev[0].context.version
+
+
+def test_same_order_again_is_an_update_not_a_new_run():
+    c1, _ = apply(Context("st10"), start("WO-1"), now=1)
+    c2, ev = apply(c1, start("WO-1", lot="L9"), now=2)
+    assert c2.context_id == c1.context_id and [e.event for e in ev] == ["updated"]
+    c3, ev = apply(c2, start("WO-1", lot="L9"), now=3)
+    assert c3 == c2 and ev == []  # idempotent: a retained MES message re-applied changes nothing
+
+
+def test_mes_is_authoritative_over_scans():
+    c1, _ = apply(Context("st10"), start("WO-1", source="mes"), now=1)
+    with pytest.raises(ContextRefused) as exc:
+        apply(c1, start("WO-2", source="scan"), now=2)
+    assert exc.value.code == "mes_authoritative"
+    with pytest.raises(ContextRefused):
+        apply(c1, Change("end", "scan"), now=2)
+    c2, _ = apply(c1, Change("login", "scan", operators=("op1",)), now=2)  # badges still log in
+    assert c2.operators == ("op1",)
+    c3, ev = apply(c2, start("WO-2", source="mes"), now=3)
+    assert c3.work_order == "WO-2"
+
+
+def test_operators_log_in_and_out():
+    c1, ev = apply(Context("st10"), Change("login", "scan", operators=("op1",)), now=1)
+    c2, ev = apply(c1, Change("login", "scan", operators=("op2",)), now=2)
+    assert c2.operators == ("op1", "op2")
+    c3, ev = apply(c2, Change("logout", "scan", operators=("op1",)), now=3)
+    assert c3.operators == ("op2",) and ev[0].event == "operator_out"
+    c4, ev = apply(c3, Change("logout", "scan", operators=("op1",)), now=4)
+    assert ev == [] and c4 == c3
+
+
+def test_update_without_an_order_is_refused():
+    with pytest.raises(ContextRefused):
+        apply(Context("st10"), Change("update", "cli", lot="L1"))
+
+
+def test_round_trip_json():
+    c1, _ = apply(Context("st10"), start("WO-1", operators=("a", "b")), now=1)
+    assert Context.from_json(c1.to_json()) == c1
