@@ -15,7 +15,9 @@ from gateway.scan import epc, gs1
 from gateway.scan.config import Patterns, ScanSettings
 
 KEYS = ("kind", "symbology", "aim", "text", "gtin", "batch_lot", "serial", "expiry", "sscc", "count", "order_number",
-        "epc_uri", "epc_filter", "work_order", "operation", "badge", "lot", "command")
+        "epc_uri", "epc_filter", "scan_work_order", "scan_operation", "badge", "scan_lot", "command")
+# `scan_work_order`, `scan_operation` and `scan_lot` hold what a traveler or lot label says; the
+# record's `work_order`/`operation`/`lot` are the station context's (after the scan took effect).
 CACHE = 8192
 # Soft problems: the value is usable, the operator is warned.
 SOFT = frozenset({"missing_gs", "separator_substituted"})
@@ -89,12 +91,12 @@ class Decoder:
             groups = {k: v for k, v in m.groupdict().items() if v is not None}
             out["kind"] = kind
             if kind == "work_order":
-                out["work_order"] = groups.get("work_order", body)
-                out["operation"] = groups.get("operation")
+                out["scan_work_order"] = groups.get("work_order", body)
+                out["scan_operation"] = groups.get("operation")
             elif kind == "badge":
                 out["badge"] = normalize_badge(groups.get("badge", body))
             else:
-                out["lot"] = groups.get("lot", body)
+                out["scan_lot"] = groups.get("lot", body)
             return True
         return False
 

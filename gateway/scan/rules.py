@@ -60,9 +60,10 @@ class ScanRules:
             return Verdict("rejected", "garbled", reading.reason or "the scan arrived garbled", None, f)
         kind = f["kind"]
         if kind == "work_order":
-            ch = Change("start", "scan", work_order=f["work_order"], operation=f["operation"], reason="traveler scanned")
-            same = ctx.active and ctx.work_order == f["work_order"]
-            return Verdict("accepted", "work_order_active" if same else "work_order_started", f"work order {f['work_order']}", ch, f)
+            wo = f["scan_work_order"]
+            ch = Change("start", "scan", work_order=wo, operation=f["scan_operation"], reason="traveler scanned")
+            same = ctx.active and ctx.work_order == wo
+            return Verdict("accepted", "work_order_active" if same else "work_order_started", f"work order {wo}", ch, f)
         if kind == "badge":
             badge = f["badge"]
             if badge in ctx.operators:
@@ -73,7 +74,8 @@ class ScanRules:
         if not ctx.active:
             return Verdict("unassigned", "no_active_order", "no active work order at this station: scan a traveler first", None, f)
         if kind == "lot":
-            return Verdict("accepted", "lot_set", f"lot {f['lot']}", Change("update", "scan", lot=f["lot"], reason="lot label scanned"), f)
+            lot = f["scan_lot"]
+            return Verdict("accepted", "lot_set", f"lot {lot}", Change("update", "scan", lot=lot, reason="lot label scanned"), f)
         hard = [c for c in f["error_codes"] if c not in SOFT]
         if hard:
             return Verdict("rejected", hard[0], "; ".join(f["errors"]), None, f)

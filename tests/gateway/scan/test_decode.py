@@ -20,7 +20,7 @@ GS = "\x1d"
         ("5901234123457", {"kind": "gtin", "gtin": "5901234123457"}),
         (f"]C1{G}17261200", {"kind": "gs1", "expiry": "2026-12-31"}),
         ("https://id.gs1.org/01/09501101020917/10/LOT42?17=261231", {"kind": "gs1", "gtin": "09501101020917", "batch_lot": "LOT42", "expiry": "2026-12-31"}),
-        ("]C0WO-2024-0042", {"kind": "work_order", "work_order": "WO-2024-0042", "symbology": "code128"}),
+        ("]C0WO-2024-0042", {"kind": "work_order", "scan_work_order": "WO-2024-0042", "symbology": "code128"}),
         ("(01)09501101020917(17)261231(10)AB", {"kind": "gs1", "batch_lot": "AB", "expiry": "2026-12-31"}),
     ],
 )
@@ -114,7 +114,7 @@ def test_epc_partition_and_filter_values():
 def test_patterns_commands_and_badges():
     d = Decoder(ScanSettings(patterns={"work_order": r"T(?P<work_order>\d+)/(?P<operation>\d+)", "badge": r"B(?P<badge>[0-9A-F]{8})", "lot": None, "commands": {"END!": "end"}}))
     wo = d.fields("T1234/20")
-    assert (wo["kind"], wo["work_order"], wo["operation"]) == ("work_order", "1234", "20")
+    assert (wo["kind"], wo["scan_work_order"], wo["scan_operation"]) == ("work_order", "1234", "20")
     assert d.fields("B00A1B2C3")["badge"] == "0010597059"
     assert d.fields("END!")["command"] == "end"
     assert d.fields("LOT:X")["kind"] == "unknown"
