@@ -19,8 +19,8 @@ Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 LIMIT = 1 << 20
 
 
-async def serve(path: Path, handle: Handler) -> None:
-    """Serve until cancelled."""
+async def serve(path: Path, handle: Handler, ready: asyncio.Event | None = None) -> None:
+    """Serve until cancelled; set `ready` once the socket accepts connections."""
     if path.exists() or path.is_symlink():
         path.unlink()  # left over from a crash; we hold the buffer lock, so no live daemon owns it
 
@@ -46,6 +46,8 @@ async def serve(path: Path, handle: Handler) -> None:
         server = await asyncio.start_unix_server(client, path=str(path), limit=LIMIT)
     finally:
         os.umask(old)
+    if ready is not None:
+        ready.set()
     try:
         async with server:
             await server.serve_forever()

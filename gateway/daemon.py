@@ -150,8 +150,11 @@ def preflight(cfg: Config) -> None:
         raise ConfigError(problems)
 
 
-async def run(cfg: Config, stop: asyncio.Event | None = None) -> int:
-    """Run until SIGTERM/SIGINT (or until `stop` is set, for embedding and tests)."""
+async def run(cfg: Config, stop: asyncio.Event | None = None, started=None) -> int:
+    """Run until SIGTERM/SIGINT (or until `stop` is set, for embedding and tests).
+
+    `started(gateway)` is called once everything runs.
+    """
     preflight(cfg)
     if stop is None:
         stop = asyncio.Event()
@@ -170,14 +173,18 @@ async def run(cfg: Config, stop: asyncio.Event | None = None) -> int:
         async with asyncio.TaskGroup() as tg:
             writer = tg.create_task(outbox.run())
             publisher = tg.create_task(gw.publisher.run())
-            ctl = tg.create_task(control.serve(cfg.control_socket, gw.handle))
+            listening = asyncio.Event()
+            ctl = tg.create_task(control.serve(cfg.control_socket, gw.handle, listening))
             devices = [
                 tg.create_task(supervise(d, gw.pipeline, gw.health[d.name]), name=d.name)
                 for d in cfg.devices
                 if d.enabled
             ]
             wd = tg.create_task(_watchdog())
+            await listening.wait()
             notify("READY=1\nSTATUS=capturing")
+            if started is not None:
+                started(gw)
             await stop.wait()
             notify("STOPPING=1")
             log.info("gateway_stopping")

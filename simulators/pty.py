@@ -1,56 +1,67 @@
-"""A serial device on a real pseudo-terminal, reachable at a stable path (a symlink, like
-/dev/serial/by-id/…). Unplug closes the pty; plug creates a new one behind the same path."""
+"""A null-modem cable made of two pseudo-terminals, for serial simulators.
+
+A pty has one named end (the slave, `/dev/pts/N`) and one anonymous end (the master fd). Libraries that
+open serial ports by path (pymodbus' serial server, the gateway's drivers) need a named end on *both*
+sides, so `NullModem` creates two ptys and copies bytes between their masters: whatever is written to
+`a` is read from `b` and back, like a crossed RS-232/RS-485 cable.
+
+Invariants:
+- Both slave ends are in raw mode (no echo, no line editing) before anyone opens them.
+- We keep our own descriptor of each slave open, so a peer closing and re-opening its end does not
+  make the master return EIO and tear the cable down.
+- Bytes that cannot be delivered (the far side is not draining) are dropped and counted in `dropped`,
+  as on a real line; the copy never blocks the event loop.
+- `cut = True` drops everything in both directions (an unplugged cable) until set back to False.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import tty
-from collections.abc import Callable
-from pathlib import Path
 
 
-class PtyDevice:
-    def __init__(self, link: str | os.PathLike, on_data: Callable[[bytes], None]):
-        self.link = Path(link)
-        self.on_data = on_data
-        self.master: int | None = None
-        self.slave: int | None = None
+class NullModem:
+    def __init__(self) -> None:
+        self.a = self.b = ""
+        self.cut = False
+        self.dropped = 0
+        self._fds: list[int] = []
 
-    @property
-    def plugged(self) -> bool:
-        return self.master is not None
+    async def __aenter__(self) -> NullModem:
+        ma, sa = os.openpty()
+        mb, sb = os.openpty()
+        self._fds = [ma, sa, mb, sb]
+        for fd in (sa, sb):
+            tty.setraw(fd)
+        for fd in (ma, mb):
+            os.set_blocking(fd, False)
+        self.a, self.b = os.ttyname(sa), os.ttyname(sb)
+        loop = asyncio.get_running_loop()
+        loop.add_reader(ma, self._copy, ma, mb)
+        loop.add_reader(mb, self._copy, mb, ma)
+        return self
 
-    def plug(self) -> str:
-        master, slave = os.openpty()
-        tty.setraw(slave)  # no echo, no CR→LF translation before the driver configures the port
-        self.master, self.slave = master, slave
-        name = os.ttyname(slave)
-        tmp = self.link.with_name(self.link.name + ".new")
-        tmp.unlink(missing_ok=True)
-        tmp.symlink_to(name)
-        tmp.replace(self.link)
-        asyncio.get_running_loop().add_reader(master, self._readable)
-        return name
-
-    def unplug(self) -> None:
-        if self.master is None:
-            return
-        asyncio.get_running_loop().remove_reader(self.master)
-        os.close(self.master)
-        os.close(self.slave)
-        self.master = self.slave = None
-        self.link.unlink(missing_ok=True)
-
-    def write(self, data: bytes) -> None:
-        if self.master is None:
-            raise OSError("device unplugged")
-        os.write(self.master, data)  # blocking fd: scans are small, the pty buffer holds several KiB
-
-    def _readable(self) -> None:
+    def _copy(self, src: int, dst: int) -> None:
         try:
-            data = os.read(self.master, 4096)
-        except OSError:  # EIO while the driver side has nothing open: nothing to read
+            data = os.read(src, 4096)
+        except (BlockingIOError, InterruptedError):
             return
-        if data:
-            self.on_data(data)
+        except OSError:  # EIO: no slave open right now; nothing to forward
+            return
+        if self.cut:
+            self.dropped += len(data)
+            return
+        try:
+            sent = os.write(dst, data)
+        except (BlockingIOError, OSError):
+            sent = 0
+        self.dropped += len(data) - sent
+
+    async def __aexit__(self, *exc) -> None:
+        loop = asyncio.get_running_loop()
+        for fd in self._fds[::2]:
+            loop.remove_reader(fd)
+        for fd in self._fds:
+            os.close(fd)
+        self._fds = []

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from drivers.rfid_serial.cfru import INVENTORY, crc16, seal
-from simulators.pty import PtyDevice
+from simulators.serial_port import PtyDevice
 
 TAGS_PER_FRAME = 4
 

@@ -11,7 +11,7 @@ import argparse
 import asyncio
 from pathlib import Path
 
-from simulators.pty import PtyDevice
+from simulators.serial_port import PtyDevice
 
 G = "0109501101020917"
 GS = "\x1d"

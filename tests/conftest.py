@@ -109,7 +109,11 @@ class Upstream:
                     await c.subscribe(self.topic, qos=1)
                     self._subscribed.set()
                     async for msg in c.messages:
-                        data = orjson.loads(msg.payload)
+                        try:
+                            data = orjson.loads(msg.payload)
+                        except orjson.JSONDecodeError:
+                            self.messages.append((str(msg.topic), msg.payload))
+                            continue
                         self.messages.append((str(msg.topic), data))
                         for rec in data if isinstance(data, list) else [data]:
                             if isinstance(rec, dict) and "seq" in rec:
@@ -156,13 +160,17 @@ class InProcess:
         self.task: asyncio.Task | None = None
 
     async def __aenter__(self) -> InProcess:
-        self.task = asyncio.create_task(daemon.run(self.cfg, self.stop))
-        deadline = time.monotonic() + 10
-        while not self.cfg.control_socket.exists():
-            if self.task.done():
-                self.task.result()
-            assert time.monotonic() < deadline, "gateway did not start"
-            await asyncio.sleep(0.02)
+        ready = asyncio.Event()
+
+        def started(gw):
+            self.gw = gw
+            ready.set()
+
+        self.task = asyncio.create_task(daemon.run(self.cfg, self.stop, started))
+        async with asyncio.timeout(10):
+            await asyncio.wait([self.task, asyncio.create_task(ready.wait())], return_when=asyncio.FIRST_COMPLETED)
+        if self.task.done():
+            self.task.result()
         return self
 
     async def __aexit__(self, *exc) -> None:

@@ -1,13 +1,22 @@
-"""Register decoding and request planning: pure functions, no I/O."""
+"""Register decoding and request planning: pure functions, no I/O.
+
+Invariants:
+- A block never exceeds the protocol's limits (125 registers, 2000 bits) nor the device's `max_registers`.
+- `decode` returns (value, reason): reason is None for a good value, else why the registers are not a value
+  (NaN, undecodable text); the caller keeps the raw bytes then.
+- Scale and offset apply to numeric types only; bits, bools and strings pass unchanged.
+"""
 
 from __future__ import annotations
 
+import math
 import struct
 from dataclasses import dataclass
+from typing import Any
 
 from drivers.modbus.config import Tag
 
-FORMAT = {"int16": "h", "uint16": "H", "int32": "i", "uint32": "I", "float32": "f"}
+FORMAT = {"int16": "h", "uint16": "H", "int32": "i", "uint32": "I", "int64": "q", "uint64": "Q", "float32": "f", "float64": "d"}
 MAX_COUNT = {"holding": 125, "input": 125, "coil": 2000, "discrete": 2000}
 
 
@@ -21,45 +30,55 @@ class Block:
     tags: tuple[Tag, ...]
 
 
-def plan(tags: list[Tag], max_gap: int) -> list[Block]:
+def plan(tags: list[Tag], max_gap: int, max_registers: int = 125) -> list[Block]:
     """Merge neighbouring addresses into as few requests as the protocol's limits allow."""
     blocks: list[Block] = []
     by_table: dict[str, list[Tag]] = {}
     for tag in tags:
         by_table.setdefault(tag.table, []).append(tag)
     for table, group in by_table.items():
-        group.sort(key=lambda t: t.address)
-        start = end = None
+        limit = min(MAX_COUNT[table], max_registers) if table in ("holding", "input") else MAX_COUNT[table]
+        gap = max_gap * 16 if table in ("coil", "discrete") else max_gap  # bits are cheap: 16 per register's worth
+        group.sort(key=lambda t: (t.address, -t.width))
+        start = end = 0
         members: list[Tag] = []
         for tag in group:
             t_end = tag.address + tag.width
-            if start is not None and tag.address - end <= max_gap and max(end, t_end) - start <= MAX_COUNT[table]:
+            if members and tag.address - end <= gap and max(end, t_end) - start <= limit:
                 end = max(end, t_end)
                 members.append(tag)
                 continue
-            if start is not None:
+            if members:
                 blocks.append(Block(table, start, end - start, tuple(members)))
             start, end, members = tag.address, t_end, [tag]
-        if start is not None:
+        if members:
             blocks.append(Block(table, start, end - start, tuple(members)))
     return blocks
 
 
-def decode(tag: Tag, words: list[int]) -> int | float:
-    """Decode a tag's registers honouring its word and byte order, then apply scale and offset."""
+def to_bytes(tag: Tag, words: list[int]) -> bytes:
+    """The tag's registers as bytes, most significant first, after undoing word and byte order."""
     if tag.word_order == "little":
         words = words[::-1]
-    pack = ">H" if tag.byte_order == "big" else "<H"
-    data = b"".join(struct.pack(pack, w & 0xFFFF) for w in words)
+    data = b"".join((w & 0xFFFF).to_bytes(2, "big") for w in words)
+    if tag.byte_order == "little":
+        data = b"".join(data[i : i + 2][::-1] for i in range(0, len(data), 2))
+    return data
+
+
+def decode(tag: Tag, words: list[int]) -> tuple[Any, str | None]:
+    """Decode a tag's registers honouring its word and byte order, then apply scale and offset."""
+    if tag.type == "bit":
+        return bool((words[0] >> tag.bit) & 1), None
+    data = to_bytes(tag, words)
+    if tag.type == "string":
+        try:
+            return data.split(b"\0", 1)[0].decode(tag.encoding).rstrip(), None
+        except UnicodeDecodeError as exc:
+            return None, f"not {tag.encoding} text: {exc.reason} at byte {exc.start}"
     raw = struct.unpack(">" + FORMAT[tag.type], data)[0]
+    if isinstance(raw, float) and not math.isfinite(raw):
+        return None, f"{tag.type} is {raw} (device reports no valid number)"
     if tag.scale == 1.0 and tag.offset == 0.0:
-        return raw
-    return raw * tag.scale + tag.offset
-
-
-def encode(tag: Tag, value: int | float) -> list[int]:
-    """The inverse of `decode` (without scale): used by the simulator and the tests."""
-    data = struct.pack(">" + FORMAT[tag.type], value)
-    fmt = ">H" if tag.byte_order == "big" else "<H"
-    words = [struct.unpack(fmt, data[i : i + 2])[0] for i in range(0, len(data), 2)]
-    return words[::-1] if tag.word_order == "little" else words
+        return raw, None
+    return raw * tag.scale + tag.offset, None

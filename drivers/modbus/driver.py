@@ -1,19 +1,39 @@
-"""Modbus TCP polling. Transport failures mean reconnect; exception responses are bad-quality data."""
+"""Modbus polling over TCP (one unit) or RTU (one serial bus, several units).
+
+Invariants:
+- One request at a time per connection: polls run one after another in a single task, so a bus never
+  sees two requests in flight; on RTU the inter-frame silence (3.5 characters, at least 1.75 ms) is
+  kept before every request.
+- An exception response is data: every tag of that request becomes a bad reading with the code. A
+  merged request refused with "illegal data address" is split into one request per tag for good, so a
+  single unmapped register in a gap costs only its own tag.
+- On TCP a timeout or transport error means the link is lost: `NotConnected`, and the supervisor
+  reconnects. On RTU a timeout is the unit's fault, not the bus's: only that unit's tags go bad and the
+  other units keep flowing; a failing port is a lost link.
+- Polls that overran skip missed ticks instead of bursting.
+- pymodbus logs every timeout at ERROR with a frame dump; that is per-poll noise the supervisor
+  already reports once per state change, so its logger is raised to CRITICAL here.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 
-from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException
+from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.pdu import ExceptionResponse
 
+from drivers.common.rules import Step, chain
 from drivers.modbus.codec import Block, decode, plan
-from drivers.modbus.config import ModbusConfig
+from drivers.modbus.config import ModbusConfig, ModbusRtuConfig, PollGroup
 from gateway.errors import NotConnected
 from gateway.model import Reading
+
+logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 EXCEPTION_NAMES = {
     1: "illegal function",
@@ -26,66 +46,147 @@ EXCEPTION_NAMES = {
     10: "gateway path unavailable",
     11: "gateway target device failed to respond",
 }
+READ = {"holding": "read_holding_registers", "input": "read_input_registers", "coil": "read_coils", "discrete": "read_discrete_inputs"}
+
+
+@dataclass
+class Group:
+    interval: float
+    blocks: list[Block]
+    due: float = 0.0
+
+
+@dataclass
+class UnitPlan:
+    id: int
+    timeout: float
+    groups: list[Group] = field(default_factory=list)
+
+
+def _plans(unit: int, timeout: float, polls: list[PollGroup], max_gap: int, max_registers: int) -> UnitPlan:
+    return UnitPlan(unit, timeout, [Group(g.interval, plan(list(g.tags), max_gap, max_registers)) for g in polls])
 
 
 class Modbus:
-    def __init__(self, cfg: ModbusConfig):
-        self.cfg = cfg
-        self.groups = [(g.interval, plan(list(g.tags), cfg.max_gap)) for g in cfg.polls]
-        self.client: AsyncModbusTcpClient | None = None
+    def __init__(self, make_client: Callable[[], object], units: list[UnitPlan], where: str, serial_gap: float | None):
+        self.make_client = make_client
+        self.units = units
+        self.where = where
+        self.serial_gap = serial_gap  # None on TCP
+        self.steps: dict[str, Step] = {}
+        for u in units:
+            for g in u.groups:
+                for b in g.blocks:
+                    for t in b.tags:
+                        self.steps[t.name] = chain(t)[0]
+        self.client = None
+        self._quiet_since = 0.0
+        self.requests = 0
+
+    @classmethod
+    def tcp(cls, cfg: ModbusConfig) -> Modbus:
+        def make():
+            return AsyncModbusTcpClient(cfg.host, port=cfg.port, timeout=cfg.timeout, retries=0, reconnect_delay=0)
+
+        unit = _plans(cfg.unit, cfg.timeout, list(cfg.polls), cfg.max_gap, cfg.max_registers)
+        return cls(make, [unit], f"{cfg.host}:{cfg.port}", None)
+
+    @classmethod
+    def rtu(cls, cfg: ModbusRtuConfig) -> Modbus:
+        def make():
+            # the client's own timeout is a backstop; each unit's timeout is enforced around the call
+            longest = max(u.timeout or cfg.timeout for u in cfg.units)
+            return AsyncModbusSerialClient(
+                cfg.port, baudrate=cfg.baudrate, bytesize=cfg.bytesize, parity=cfg.parity, stopbits=cfg.stopbits,
+                timeout=longest + 1, retries=0, reconnect_delay=0,
+            )
+
+        units = [_plans(u.unit, u.timeout or cfg.timeout, u.groups(), cfg.max_gap, cfg.max_registers) for u in cfg.units]
+        char = (1 + cfg.bytesize + (cfg.parity != "N") + cfg.stopbits) / cfg.baudrate
+        return cls(make, units, cfg.port, max(3.5 * char, 0.00175))
 
     async def connect(self) -> None:
-        self.client = AsyncModbusTcpClient(self.cfg.host, port=self.cfg.port, timeout=self.cfg.timeout, retries=0)
+        self.client = self.make_client()
         if not await self.client.connect():
-            raise NotConnected(f"no Modbus TCP connection to {self.cfg.host}:{self.cfg.port}")
+            raise NotConnected(f"cannot open Modbus {'RTU port' if self.serial_gap else 'TCP connection to'} {self.where}")
 
     async def readings(self) -> AsyncIterator[Reading]:
         loop = asyncio.get_running_loop()
-        due = [loop.time()] * len(self.groups)
+        start = loop.time()
+        for u in self.units:
+            for g in u.groups:
+                g.due = start
         while True:
-            now = loop.time()
-            for i, (interval, blocks) in enumerate(self.groups):
-                if due[i] > now:
-                    continue
-                for block in blocks:
-                    for reading in await self._read(block):
-                        yield reading
-                due[i] += interval
-                now = loop.time()
-                if due[i] <= now:  # overran: skip missed polls instead of bursting
-                    due[i] += ((now - due[i]) // interval + 1) * interval
-            await asyncio.sleep(max(0.0, min(due) - loop.time()))
+            for u in self.units:
+                for g in u.groups:
+                    if g.due > loop.time():
+                        continue
+                    for block in list(g.blocks):
+                        for r in await self._read(u, g, block):
+                            for out in self.steps[r.tag](r):
+                                yield out
+                    g.due += g.interval
+                    now = loop.time()
+                    if g.due <= now:  # overran: skip missed polls instead of bursting
+                        g.due += ((now - g.due) // g.interval + 1) * g.interval
+            await asyncio.sleep(max(0.0, min(g.due for u in self.units for g in u.groups) - loop.time()))
 
-    async def _read(self, block: Block) -> list[Reading]:
+    async def _read(self, unit: UnitPlan, group: Group, block: Block) -> list[Reading]:
         client = self.client
-        assert client is not None
-        if not client.connected:
-            raise NotConnected("connection closed by the device")
-        call = {
-            "holding": client.read_holding_registers,
-            "input": client.read_input_registers,
-            "coil": client.read_coils,
-            "discrete": client.read_discrete_inputs,
-        }[block.table]
+        if client is None or not client.connected:
+            raise NotConnected(f"Modbus link to {self.where} closed")
+        if self.serial_gap is not None:
+            wait = self._quiet_since + self.serial_gap - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)  # inter-frame silence on the bus, not a retry
+        call = getattr(client, READ[block.table])
+        self.requests += 1
         try:
-            rsp = await call(block.start, count=block.count, device_id=self.cfg.unit)
-        except ModbusException as exc:
-            raise NotConnected(f"{block.table} {block.start}+{block.count}: {exc}") from exc
-        now = time.time()
+            rsp = await asyncio.wait_for(call(block.start, count=block.count, device_id=unit.id), unit.timeout)
+        except (TimeoutError, ModbusIOException) as exc:
+            if self.serial_gap is None:
+                raise NotConnected(f"{self.where} unit {unit.id}: no answer within {unit.timeout} s") from exc
+            reason = f"timeout: unit {unit.id} did not answer within {unit.timeout} s"
+            return self._bad(block, reason)
+        except (ConnectionException, ModbusException, OSError) as exc:
+            raise NotConnected(f"{self.where} unit {unit.id}: {exc}") from exc
+        finally:
+            self._quiet_since = time.monotonic()
         if rsp.isError():
             code = rsp.exception_code if isinstance(rsp, ExceptionResponse) else None
-            reason = f"modbus exception {code}: {EXCEPTION_NAMES.get(code, 'unknown')}" if code else f"error response {rsp}"
-            return [Reading(t.name, None, now, "bad", t.unit, reason) for t in block.tags]
+            if code == 2 and len(block.tags) > 1:
+                # the merged request spans an address the device refuses: read these tags one by one from now on
+                i = group.blocks.index(block)
+                group.blocks[i : i + 1] = [Block(block.table, t.address, t.width, (t,)) for t in block.tags]
+                out = []
+                for single in group.blocks[i : i + len(block.tags)]:
+                    out += await self._read(unit, group, single)
+                return out
+            name = EXCEPTION_NAMES.get(code, "unknown") if code else str(rsp)
+            return self._bad(block, f"modbus exception {code}: {name}" if code else f"error response {rsp}", code)
+        now = time.time()
         out = []
         if block.table in ("coil", "discrete"):
             for t in block.tags:
                 out.append(Reading(t.name, bool(rsp.bits[t.address - block.start]), now, "good", t.unit))
-        else:
-            regs = rsp.registers
-            for t in block.tags:
-                off = t.address - block.start
-                out.append(Reading(t.name, decode(t, regs[off : off + t.width]), now, "good", t.unit))
+            return out
+        regs = rsp.registers
+        for t in block.tags:
+            off = t.address - block.start
+            words = regs[off : off + t.width]
+            value, reason = decode(t, words)
+            if reason is None:
+                out.append(Reading(t.name, value, now, "good", t.unit))
+            else:
+                raw = b"".join(w.to_bytes(2, "big") for w in words)
+                out.append(Reading(t.name, None, now, "bad", t.unit, reason, raw=raw))
         return out
+
+    @staticmethod
+    def _bad(block: Block, reason: str, code: int | None = None) -> list[Reading]:
+        now = time.time()
+        fields = {"exception_code": code} if code is not None else None
+        return [Reading(t.name, None, now, "bad", t.unit, reason, fields=fields) for t in block.tags]
 
     async def aclose(self) -> None:
         if self.client is not None:

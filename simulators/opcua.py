@@ -1,0 +1,279 @@
+"""OPC UA server with the Modbus PLC's process tags, unsecured and secured endpoints, and fault injection.
+
+    python -m simulators opcua --port 4840                  # prints the URL and the server certificate path
+    python -m simulators opcua --port 4840 --extra 1000     # plus 1000 changing Double nodes (benchmark)
+
+In tests::
+
+    async with OpcUaSim() as sim:                 # sim.url, sim.cert (server certificate, DER)
+        await sim.set("press_temperature", 200.0) # pin a value (it stops moving)
+        await sim.set_status("press_temperature", "BadSensorFailure")
+        sim.fault = "silent"                      # stop reading from clients: requests time out
+        await sim.restart()                       # a new server process on the same port: sessions are gone
+
+Address space (namespace `urn:shopfloor:simulator`, index 2 on a fresh server)::
+
+    Objects/Press1/<tag>     NodeId ns=2;s=Press1.<tag>     browse path 0:Objects/2:Press1/2:<tag>
+    Objects/Bench/v0000 …    NodeId ns=2;s=Bench.v0000      (only with extra > 0) Double, changing every period
+
+Tags are the Modbus simulator's points (same names, same motion) in engineering units: the ×0.1
+integers of the Modbus map are Double here (motor_current 12.5 A), the rest keep their type (Float,
+UInt32, Int64, String, Boolean …).
+
+Endpoints at one URL: None, Basic256Sha256 Sign, Basic256Sha256 SignAndEncrypt. Anonymous login and
+user `operator` / password `secret` are accepted (other passwords are refused). Client certificates
+are accepted without a trust list: the simulator tests the gateway's checks, not its own.
+
+Invariants:
+- The server certificate is generated once per simulator (not per restart), so a client that trusts
+  it keeps trusting it across restarts; `cert_dir` lets a test generate it where it wants.
+- `restart` builds a brand-new server (fresh sessions and subscriptions) on the same port.
+- Values are the same deterministic functions of time as in the Modbus simulator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from asyncua import Server, ua
+from asyncua.crypto import cert_gen
+from asyncua.crypto.permission_rules import User, UserRole
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from simulators.modbus import POINTS
+
+for _name in ("asyncua", "asyncua.server", "asyncua.common", "asyncua.uaprotocol"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
+
+NAMESPACE = "urn:shopfloor:simulator"
+APP_URI = "urn:shopfloor:simulator:server"
+USERS = {"operator": "secret"}
+SCALED = {"motor_current", "ambient_temperature", "oil_temperature", "room_humidity"}  # x0.1 in the Modbus map
+VARIANT = {
+    "int16": ua.VariantType.Int16, "uint16": ua.VariantType.UInt16, "int32": ua.VariantType.Int32,
+    "uint32": ua.VariantType.UInt32, "int64": ua.VariantType.Int64, "float32": ua.VariantType.Float,
+    "float64": ua.VariantType.Double, "string": ua.VariantType.String, "bool": ua.VariantType.Boolean,
+}
+
+
+def make_certificate(folder: Path, name: str, uri: str, server: bool) -> tuple[Path, Path]:
+    """A self-signed OPC UA application certificate (DER) and its key (PEM) in `folder`."""
+    key = cert_gen.generate_private_key()
+    use = [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
+    sans = [x509.UniformResourceIdentifier(uri), x509.DNSName(socket.gethostname()), x509.DNSName("localhost")]
+    cert = cert_gen.generate_self_signed_app_certificate(key, name, {"organizationName": "shopfloor-gateway tests"}, sans, use, days=30)
+    folder.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = folder / f"{name}.der", folder / f"{name}.key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.DER))
+    key_path.write_bytes(cert_gen.dump_private_key_as_pem(key))
+    key_path.chmod(0o600)
+    return cert_path, key_path
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class _Users:
+    def get_user(self, iserver, username=None, password=None, certificate=None):
+        if username is None:
+            return User(role=UserRole.User)
+        if USERS.get(username) == password:
+            return User(role=UserRole.User, name=username)
+        return None
+
+
+def _engineering(name: str, value: Any) -> Any:
+    return value * 0.1 if name in SCALED else value
+
+
+class OpcUaSim:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, period: float = 0.1, moving: bool = True,
+                 extra: int = 0, cert_dir: Path | None = None):
+        self.host, self.port, self.period, self.moving, self.extra = host, port, period, moving, extra
+        self.cert_dir = cert_dir
+        self.server: Server | None = None
+        self.pinned: dict[str, Any] = {}
+        self.status: dict[str, ua.StatusCode] = {}
+        self.nodes: dict[str, ua.NodeId] = {}
+        self.ns = 0
+        self.starts = 0
+        self._fault: str | None = None
+        self._t0 = time.monotonic()
+        self._ticker: asyncio.Task | None = None
+        self._tmp: tempfile.TemporaryDirectory | None = None
+
+    @property
+    def url(self) -> str:
+        return f"opc.tcp://{self.host}:{self.port}/shopfloor"
+
+    def nodeid(self, name: str) -> str:
+        return self.nodes[name].to_string()
+
+    async def __aenter__(self) -> OpcUaSim:
+        if self.cert_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="opcua-sim-")
+            self.cert_dir = Path(self._tmp.name)
+        self.cert, self.key = make_certificate(Path(self.cert_dir), "simulator", APP_URI, server=True)
+        self.port = self.port or _free_port(self.host)
+        await self.start()
+        self._ticker = asyncio.create_task(self._tick())
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        if self._ticker:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        await self.stop()
+        if self._tmp:
+            self._tmp.cleanup()
+
+    async def start(self) -> None:
+        server = Server(user_manager=_Users())
+        await server.init()
+        server.set_endpoint(self.url)
+        server.set_server_name("shopfloor simulator")
+        await server.set_application_uri(APP_URI)
+        await server.load_certificate(str(self.cert))
+        await server.load_private_key(str(self.key))
+        server.set_security_policy([
+            ua.SecurityPolicyType.NoSecurity,
+            ua.SecurityPolicyType.Basic256Sha256_Sign,
+            ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt,
+        ])
+        self.ns = await server.register_namespace(NAMESPACE)
+        press = await server.nodes.objects.add_object(ua.NodeId("Press1", self.ns), ua.QualifiedName("Press1", self.ns))
+        t = self.now()
+        for p in POINTS:
+            nid = ua.NodeId(f"Press1.{p.name}", self.ns)
+            vtype = ua.VariantType.Double if p.name in SCALED else VARIANT[p.type]
+            await press.add_variable(nid, ua.QualifiedName(p.name, self.ns), ua.Variant(self._value(p, t), vtype))
+            self.nodes[p.name] = nid
+        if self.extra:
+            bench = await server.nodes.objects.add_object(ua.NodeId("Bench", self.ns), ua.QualifiedName("Bench", self.ns))
+            for i in range(self.extra):
+                name = f"v{i:04d}"
+                nid = ua.NodeId(f"Bench.{name}", self.ns)
+                await bench.add_variable(nid, ua.QualifiedName(name, self.ns), ua.Variant(0.0, ua.VariantType.Double))
+                self.nodes[name] = nid
+        await server.start()
+        self.server = server
+        self.starts += 1
+        self._fault = None
+        await self._refresh()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            server, self.server = self.server, None
+            await server.stop()
+
+    async def restart(self, downtime: float = 0.0) -> None:
+        await self.stop()
+        await asyncio.sleep(downtime)
+        await self.start()
+
+    @property
+    def fault(self) -> str | None:
+        return self._fault
+
+    @fault.setter
+    def fault(self, value: str | None) -> None:
+        """`"silent"`: stop reading requests from every connected client (they time out); None: resume."""
+        if value not in (None, "silent"):
+            raise ValueError(f"unknown fault {value!r}")
+        self._fault = value
+        if self.server is not None:
+            for transport in self.server.iserver.asyncio_transports:
+                (transport.pause_reading if value else transport.resume_reading)()
+
+    def now(self) -> float:
+        return time.monotonic() - self._t0
+
+    def _value(self, p, t: float) -> Any:
+        if p.name in self.pinned:
+            return self.pinned[p.name]
+        v = p.value(t if self.moving else 0.0) if callable(p.value) else p.value
+        return _engineering(p.name, v)
+
+    async def set(self, name: str, value: Any) -> None:
+        """Pin a tag to `value` with good status; it no longer moves."""
+        self.pinned[name] = value
+        self.status.pop(name, None)
+        await self._refresh()
+
+    async def set_status(self, name: str, status: str | None) -> None:
+        """Give a tag a status code by name (e.g. BadSensorFailure, UncertainLastUsableValue); None: good again."""
+        if status is None:
+            self.status.pop(name, None)
+        else:
+            self.status[name] = ua.StatusCode(getattr(ua.StatusCodes, status))
+        await self._refresh()
+
+    async def _refresh(self) -> None:
+        server = self.server
+        if server is None:
+            return
+        t = self.now()
+        for p in POINTS:
+            vtype = ua.VariantType.Double if p.name in SCALED else VARIANT[p.type]
+            status = self.status.get(p.name, ua.StatusCode(ua.StatusCodes.Good))
+            value = None if status.is_bad() else self._value(p, t)
+            variant = ua.Variant(value, vtype) if value is not None else ua.Variant()
+            await server.write_attribute_value(self.nodes[p.name], ua.DataValue(variant, StatusCode=status, SourceTimestamp=_utcnow()))
+        for i in range(self.extra if self.moving else 0):
+            name = f"v{i:04d}"
+            dv = ua.DataValue(ua.Variant(round(t + i, 3), ua.VariantType.Double), SourceTimestamp=_utcnow())
+            await server.write_attribute_value(self.nodes[name], dv)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.period)
+            if self.moving:
+                await self._refresh()
+
+
+def _utcnow():
+    import datetime
+
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m simulators opcua", description="OPC UA server with the PLC's process tags.")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=4840, help="TCP port (0: a free one)")
+    p.add_argument("--period", type=float, default=0.1, help="seconds between value updates")
+    p.add_argument("--extra", type=int, default=0, help="additional changing Double nodes Bench.v0000 … (benchmarks)")
+    p.add_argument("--cert-dir", type=Path, help="where to write the server certificate (default: a temporary folder)")
+    return p
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    async with OpcUaSim(args.host, args.port, args.period, extra=args.extra, cert_dir=args.cert_dir) as sim:
+        print(f"opcua simulator: {sim.url} certificate {sim.cert} namespace {sim.ns}", flush=True)
+        await asyncio.Event().wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
