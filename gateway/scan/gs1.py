@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from biip import ParseConfig, parse
 from biip.gs1_application_identifiers import _GS1_APPLICATION_IDENTIFIERS as _AIS
+from biip.gs1_element_strings import _parse_date_and_datetime
 from biip.gs1_messages import GS1Message
 
 from gateway.scan.gs1check import valid as _check_ok
@@ -30,6 +31,10 @@ _INT_FIELDS = {"30", "37"}
 SUBSTITUTES = ("^", "~", "|", "{", "}", "#", "@", "\\")
 _DATE_AI = re.compile(r"(1[1-7])(\d\d(?:0\d|1[0-2])(?:[0-2]\d|3[01]))")
 _VARIABLE = {ai for ai, spec in _AIS.items() if spec.separator_required}
+# The fast path below uses biip's own AI table, patterns and date rules; it only skips building
+# biip's objects. Anything it is not sure about (an error, an unusual AI) goes to biip itself.
+_FAST_AIS = {ai: (spec, re.compile(spec.pattern.removesuffix("$"))) for ai, spec in _AIS.items()}
+_DATE_AIS = frozenset({"11", "12", "13", "15", "16", "17", "4324", "4325", "4326", "7003", "7006", "7007", "7011", "8008"})
 
 
 def _config(separators: tuple[str, ...], verify_date: bool) -> ParseConfig:
@@ -61,22 +66,64 @@ def _claims_gs1(text: str, aim_is_gs1: bool) -> bool:
     return (text.startswith("01") and _check_ok(text[2:16])) or (text.startswith("00") and _check_ok(text[2:20]))
 
 
+def _fast(text: str, seps: tuple[str, ...]) -> list[tuple] | None:
+    """Element strings as (ai, value, date, gtin_error, sscc_error), exactly as biip would give them
+    for a clean message; None as soon as anything needs biip (errors, unknown AI)."""
+    rest = text.strip()
+    items: list[tuple] = []
+    while rest:
+        entry = _FAST_AIS.get(rest[:2]) or _FAST_AIS.get(rest[:3]) or _FAST_AIS.get(rest[:4])
+        if entry is None:
+            return None
+        spec, rx = entry
+        chunk = rest
+        for sep in seps:
+            chunk = chunk.split(sep, 1)[0]
+        m = rx.match(chunk)
+        if m is None:
+            return None
+        value = "".join(g for g in m.groups() if g is not None)
+        ai = spec.ai
+        date = None
+        if ai in _DATE_AIS:
+            try:
+                date = _parse_date_and_datetime(value)[0]
+            except ValueError:
+                return None
+        elif ai in ("00", "01", "02", "03") and not _check_ok(value):
+            return None
+        items.append((ai, value, date, None, None))
+        rest = rest[len(ai) + len(value) :]
+        while rest.startswith(seps):
+            rest = rest[1:]
+    return items or None
+
+
 def _decode(text: str, aim_is_gs1: bool, seps: tuple[str, ...], verify_date: bool) -> dict:
     out: dict = {"kind": None, "errors": [], "error_codes": []}
+    digits = text.isdigit()
+    if not aim_is_gs1 and GS not in text and not text[:2].isdigit() and not text.startswith(("http", "HTTP", "(")):
+        return out  # cannot be a GS1 element string, Digital Link, HRI or GTIN: no need to ask biip
+    if digits and len(text) in (8, 12, 13, 14) and not aim_is_gs1 and _check_ok(text):
+        out["kind"], out["gtin"] = "gtin", text
+        return out
+    if verify_date and not text.startswith(("http", "HTTP", "(")) and not (digits and len(text) in (8, 12, 13, 14, 18)):
+        items = _fast(text, (GS, *seps))
+        if items is not None:
+            return _elements(out, items, text)
     cfg = _config(seps, verify_date)
     if text.startswith("(") and re.match(r"^\(\d{2,4}\)", text):
         try:
             msg = GS1Message.parse_hri(text, config=cfg)
         except Exception as exc:  # biip raises ParseError (and friends) on malformed HRI
             return _error(out, "gs1_invalid", str(exc))
-        return _elements(out, msg.element_strings, text)
+        return _elements(out, _items(msg.element_strings), text)
     res = parse(text, config=cfg)
-    digits = text.isdigit()
     if res.gs1_digital_link_uri is not None:
         out["digital_link"] = True
-        return _elements(out, res.gs1_digital_link_uri.element_strings, text)
+        return _elements(out, _items(res.gs1_digital_link_uri.element_strings), text)
     if res.gs1_message is not None and (aim_is_gs1 or not digits or len(text) not in (8, 12, 13, 14)):
-        return _elements(out, res.gs1_message.element_strings, text)
+        return _elements(out, _items(res.gs1_message.element_strings), text)
     if digits and len(text) in (8, 12, 13, 14) and not aim_is_gs1:
         out["kind"] = "gtin"
         if res.gtin is not None:
@@ -102,26 +149,29 @@ def _error(out: dict, code: str, message: str) -> dict:
     return out
 
 
-def _elements(out: dict, elements, text: str) -> dict:
+def _items(elements) -> list[tuple]:
+    return [(es.ai.ai, es.value, es.date, es.gtin_error, es.sscc_error) for es in elements]
+
+
+def _elements(out: dict, items: list[tuple], text: str) -> dict:
     ai: dict[str, str] = {}
-    for es in elements:
-        code = es.ai.ai
-        ai[code] = es.value
+    for code, value, date, gtin_error, sscc_error in items:
+        ai[code] = value
+        if code in _VARIABLE:
+            _missing_gs(out, code, value)
         name = FIELDS.get(code)
         if name is None:
             continue
-        if es.date is not None:
-            out[name] = es.date.isoformat()
+        if date is not None:
+            out[name] = date.isoformat()
         elif code in _INT_FIELDS:
-            out[name] = int(es.value)
+            out[name] = int(value)
         else:
-            out[name] = es.value
-        if es.gtin_error:
-            _error(out, "gtin_check_digit", es.gtin_error)
-        if es.sscc_error:
-            _error(out, "sscc_check_digit", es.sscc_error)
-        if es.ai.separator_required and code in _VARIABLE:
-            _missing_gs(out, code, es.value)
+            out[name] = value
+        if gtin_error:
+            _error(out, "gtin_check_digit", gtin_error)
+        if sscc_error:
+            _error(out, "sscc_check_digit", sscc_error)
     out["ai"] = ai
     has_other = any(k != "00" for k in ai)
     out["kind"] = "gs1" if has_other or not ai else "sscc"
@@ -133,9 +183,13 @@ def gtin14(gtin: str) -> str:
     return gtin.zfill(14)
 
 
+_CANDIDATE = re.compile(r"(?=0[01]|1[1-7])")
+
+
 def _missing_gs(out: dict, code: str, value: str) -> None:
     """Flag a variable-length value that seems to contain the next element string (GS left out)."""
-    for i in range(1, len(value) - 1):
+    for m in _CANDIDATE.finditer(value, 1):
+        i = m.start()
         tail = value[i:]
         found = None
         if tail.startswith("01") and len(tail) >= 16 and _check_ok(tail[2:16]):
@@ -143,10 +197,10 @@ def _missing_gs(out: dict, code: str, value: str) -> None:
         elif tail.startswith("00") and len(tail) >= 20 and _check_ok(tail[2:20]):
             found = "00"
         else:
-            m = _DATE_AI.match(tail)
+            d = _DATE_AI.match(tail)
             # A date AI counts only when it ends the value or is itself followed by an AI-looking digit pair.
-            if m and (m.end() == len(tail) or (len(tail) > m.end() + 2 and tail[m.end() : m.end() + 2].isdigit())):
-                found = m.group(1)
+            if d and (d.end() == len(tail) or (len(tail) > d.end() + 2 and tail[d.end() : d.end() + 2].isdigit())):
+                found = d.group(1)
         if found:
             _error(out, "missing_gs", f"AI ({code}) value {value!r} likely contains AI ({found}) at offset {i}: a GS separator seems to be missing")
             return

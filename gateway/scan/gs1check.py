@@ -4,10 +4,7 @@ from __future__ import annotations
 
 
 def check_digit(body: str) -> int:
-    total = 0
-    for i, ch in enumerate(reversed(body)):
-        total += int(ch) * (3 if i % 2 == 0 else 1)
-    return (10 - total % 10) % 10
+    return -(3 * sum(map(int, body[-1::-2])) + sum(map(int, body[-2::-2]))) % 10
 
 
 def valid(code: str) -> bool:

@@ -14,7 +14,9 @@ from gateway.scan.gs1check import valid as gtin_valid
 def norm_item(code: str) -> str:
     """BOM entries and scanned items compare in one form: GTINs as 14 digits, anything else as is."""
     code = str(code).strip()
-    if code.isdigit() and len(code) in (8, 12, 13, 14) and gtin_valid(code):
+    if len(code) == 14 and code.isdigit():
+        return code
+    if code.isdigit() and len(code) in (8, 12, 13) and gtin_valid(code):
         return code.zfill(14)
     return code
 

@@ -134,3 +134,20 @@ def test_csv_bom(tmp_path):
     p.write_text(f"work_order,code\nWO-1,{G[1:]}\n")  # GTIN-13 in the list, GTIN-14 on the label
     ctx, _ = apply(Context("s"), Change("start", "scan", work_order="WO-1"))
     assert ScanRules(ScanSettings(bom_file=p)).evaluate(scan(f"]C101{G}"), ctx, TS).status == "accepted"
+
+
+def test_example_config_builds_rules(monkeypatch):
+    from pathlib import Path
+
+    from gateway.config import load
+
+    root = Path(__file__).resolve().parents[3]
+    monkeypatch.chdir(root)
+    st = load(root / "config" / "scanners.yaml").gateway.stations[0]
+    rules = ScanRules(st.scan)
+    assert rules.bom["WO-2024-0042"] and "LOT-OLD" in rules.blocked
+    ctx = Context("st10")
+    v, ctx = run(rules, ctx, "WO-2024-0042/20")
+    assert (ctx.work_order, ctx.operation) == ("WO-2024-0042", "20")
+    v, ctx = run(rules, ctx, f"]C101{G}10LOT-B13")
+    assert v.reason_code == "lot_blocked"
