@@ -76,6 +76,7 @@ class SerialScanner:
 async def _run(args: argparse.Namespace) -> int:
     sim = SerialScanner(args.link, args.framing)
     print(f"scanner on {sim.plug()} (link {args.link}); framing {args.framing}", flush=True)
+    await asyncio.sleep(args.start_delay)  # give the gateway time to open the port (opening flushes input)
     try:
         while True:
             for text, expected in SHIFT:
@@ -102,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hostack", action="store_true", help="wait for the gateway's host-ACK after each scan")
     p.add_argument("--ack-timeout", type=float, default=2.0)
     p.add_argument("--loop", action="store_true", help="replay the shift forever")
+    p.add_argument("--start-delay", type=float, default=1.0, help="seconds to wait before the first scan")
     args = p.parse_args(argv)
     try:
         return asyncio.run(_run(args))

@@ -29,6 +29,7 @@ FIELDS = {
 _INT_FIELDS = {"30", "37"}
 # Characters outside GS1 character set 82 that scanners are commonly set to send instead of GS.
 SUBSTITUTES = ("^", "~", "|", "{", "}", "#", "@", "\\")
+CSET82 = frozenset("!\"%&'()*+,-./0123456789:;<=>?ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz")
 _DATE_AI = re.compile(r"(1[1-7])(\d\d(?:0\d|1[0-2])(?:[0-2]\d|3[01]))")
 _VARIABLE = {ai for ai, spec in _AIS.items() if spec.separator_required}
 # The fast path below uses biip's own AI table, patterns and date rules; it only skips building
@@ -139,7 +140,11 @@ def _decode(text: str, aim_is_gs1: bool, seps: tuple[str, ...], verify_date: boo
         return _error(out, "gs1_digital_link_invalid", res.gs1_digital_link_uri_error)
     if _claims_gs1(text, aim_is_gs1):
         out["kind"] = "gs1"
-        return _error(out, "gs1_invalid", res.gs1_message_error or res.gtin_error or "not a valid GS1 element string")
+        message = res.gs1_message_error or res.gtin_error or "not a valid GS1 element string"
+        stray = sorted({ch for ch in text if ch not in CSET82 and ch not in seps and ch != GS})
+        if stray:
+            message += f" ({', '.join(map(repr, stray))} outside GS1 character set 82)"
+        return _error(out, "gs1_invalid", message)
     return out
 
 

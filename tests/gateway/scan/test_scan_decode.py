@@ -139,3 +139,8 @@ def test_every_record_has_the_same_keys():
 def test_cp1252_bytes():
     rec = decode(b"]C0WO-\xe42")  # ä in CP1252
     assert rec["text"] == "WO-ä2"
+
+
+def test_characters_outside_cset82_are_named():
+    rec = decode(f"]C1{G}10LOT-\u00dc1")
+    assert rec["error_codes"] == ["gs1_invalid"] and "character set 82" in rec["errors"][0]

@@ -140,3 +140,34 @@ async def _connected(gw, name: str, outages: int = 0) -> None:
             if dev["state"] == "connected" and dev["outages"] >= outages:
                 return
             await asyncio.sleep(0.02)
+
+
+async def test_wedge_unplug_and_replug(tmp_path, broker, monkeypatch):
+    from drivers.scanner_evdev.config import ScannerEvdevConfig
+    from drivers.scanner_evdev.driver import ScannerEvdev
+    from simulators.wedge import Devices, Typist
+
+    devices = Devices()  # the injected opener: stand-in device files behind the stable path
+    monkeypatch.setattr(ScannerEvdevConfig, "build", lambda self: ScannerEvdev(self, opener=devices))
+    link = "/dev/input/by-id/usb-Test_Wedge_0001-event-kbd"
+    dev = devices.plug(link)
+    conf = {"kind": "scanner_evdev", "name": "wedge1", "path": link, "layout": "de", "backoff_initial": 0.05, "backoff_max": 0.2}
+    path = write_config(tmp_path, broker.port, [conf], gateway=station(tmp_path))
+    t = Typist("de", gs="alt")
+    async with Upstream(broker.port, "shopfloor/#") as up, InProcess(path) as gw:
+        await _connected(gw, "wedge1")
+        assert dev.grabbed
+        dev.send(t.scan("]C0WO-2024-0042"))
+        dev.send(t.char("]") + t.char("C"))  # a partial scan, then ENODEV
+        await up.wait(lambda rs: any(r["type"] == "scan" for r in rs))
+        devices.unplug(link)
+        await up.wait(lambda rs: any(r.get("quality") == "bad" for r in rs))
+        new = devices.plug(link)
+        await _connected(gw, "wedge1", outages=1)
+        assert new.grabbed
+        new.send(t.scan(f"]C101{GTIN}17271231\x1d10LOT-YZ1"))
+        await up.wait(lambda rs: len([r for r in rs if r["type"] == "scan"]) == 3)
+    traveler, partial, after = up.of(type="scan")
+    assert traveler["work_order"] == "WO-2024-0042"
+    assert (partial["value"], partial["status"], partial["reason_code"]) == ("]C", "rejected", "garbled")
+    assert (after["status"], after["batch_lot"], after["expiry"]) == ("accepted", "LOT-YZ1", "2027-12-31")
