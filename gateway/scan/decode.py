@@ -61,9 +61,9 @@ class Decoder:
         aim, body = aimmod.split(text)
         sym = aimmod.name(aim)
         out["aim"], out["symbology"], out["text"] = aim, sym, body
-        if hint == "epc" or (hint is None and aim is None and _EPC_HEX.match(body) and body[:2] in ("30", "31")):
-            if self._epc(out, body) or hint == "epc":
-                return out
+        tried_epc = hint == "epc" or (hint is None and aim is None and _EPC_HEX.match(body) is not None and body[:2] in ("30", "31"))
+        if tried_epc and (self._epc(out, body) or hint == "epc"):
+            return out
         if hint == "badge":
             out["kind"], out["badge"] = "badge", normalize_badge(body)
             return out
@@ -74,9 +74,11 @@ class Decoder:
             out.update({k: v for k, v in g.items() if k in out or k in ("ai", "digital_link")})
             out.update({k: v for k, v in g.items() if k not in out})
             return out
-        if aim is None and _EPC_HEX.match(body) and self._epc(out, body):
+        if aim is None and not tried_epc and _EPC_HEX.match(body) and self._epc(out, body):
             return out
         out["kind"] = "unknown"
+        out["errors"] += g["errors"]  # never dropped, even when the text turned out not to be GS1
+        out["error_codes"] += g["error_codes"]
         return out
 
     def _configured(self, out: dict, body: str) -> bool:

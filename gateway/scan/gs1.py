@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from biip import ParseConfig, parse
+from biip import ParseConfig, ParseError, parse
 from biip.gs1_application_identifiers import _GS1_APPLICATION_IDENTIFIERS as _AIS
 from biip.gs1_element_strings import _parse_date_and_datetime
 from biip.gs1_messages import GS1Message
@@ -116,7 +116,8 @@ def _decode(text: str, aim_is_gs1: bool, seps: tuple[str, ...], verify_date: boo
     if text.startswith("(") and re.match(r"^\(\d{2,4}\)", text):
         try:
             msg = GS1Message.parse_hri(text, config=cfg)
-        except Exception as exc:  # biip raises ParseError (and friends) on malformed HRI
+        except (ParseError, ValueError) as exc:  # unlike biip.parse, parse_hri raises on bad input
+            out["kind"] = "gs1"
             return _error(out, "gs1_invalid", str(exc))
         return _elements(out, _items(msg.element_strings), text)
     res = parse(text, config=cfg)

@@ -144,3 +144,13 @@ def test_cp1252_bytes():
 def test_characters_outside_cset82_are_named():
     rec = decode(f"]C1{G}10LOT-\u00dc1")
     assert rec["error_codes"] == ["gs1_invalid"] and "character set 82" in rec["errors"][0]
+
+
+def test_broken_hri_reports_its_error():
+    rec = decode("(01)09501101020917(17)261331")
+    assert rec["kind"] == "gs1" and rec["error_codes"] == ["gs1_invalid"] and rec["expiry"] is None
+
+
+def test_epc_with_pc_word_is_reported_once():
+    rec = decode("30003074257BF7194E4000001A85")
+    assert rec["kind"] == "unknown" and rec["error_codes"] == ["epc_length"]
