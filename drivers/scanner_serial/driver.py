@@ -23,7 +23,7 @@ from drivers.scanner_serial.framing import Frame, Framer
 from gateway.errors import NotConnected
 from gateway.model import SCAN, Reading
 from gateway.scan.decode import text_of
-from gateway.scan.feedback import Feedback, Outcome, tone
+from gateway.scan.feedback import Feedback, Outcome, fanout, tone
 
 READ_SIZE = 4096
 
@@ -95,7 +95,7 @@ class ScannerSerial:
             if codes is not None:
                 self._send(writer, codes[0] if tone(outcome) == "good" else codes[1])
             if self.outputs:
-                await asyncio.gather(*(out(outcome) for out in self.outputs))
+                await fanout(*self.outputs)(outcome)
 
         return ack
 

@@ -10,7 +10,6 @@ between scan and answer): feedback never blocks or breaks capture.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any, Literal, Protocol
 
 Tone = Literal["good", "bad"]
@@ -32,14 +31,5 @@ def fanout(*outputs: Feedback) -> Feedback:
 
     async def signal(outcome: Outcome) -> None:
         await asyncio.gather(*(out(outcome) for out in outputs))
-
-    return signal
-
-
-def bytes_feedback(write: Callable[[bytes], Awaitable[bool]], good: bytes, bad: bytes) -> Feedback:
-    """Feedback that writes `good` or `bad` bytes through `write` (e.g. Honeywell host-ACK `ESC 7 ,`)."""
-
-    async def signal(outcome: Outcome) -> None:
-        await write(good if tone(outcome) == "good" else bad)
 
     return signal
