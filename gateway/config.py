@@ -15,6 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from gateway.device import NAME, RESERVED_NAMES
 from gateway.errors import ConfigError
 from gateway.registry import DeviceConfig
+from gateway.scan.config import ScanSettings
 
 TOPIC_LEVEL = r"^[^/#+\s]{1,64}$"
 
@@ -28,6 +29,10 @@ class StationConfig(Strict):
 
     name: str = Field(pattern=NAME, description="Station name; a topic level.")
     description: str | None = Field(default=None, description="Free text for people.")
+    scan: ScanSettings = Field(
+        default_factory=ScanSettings,
+        description="What this station's barcodes mean (travelers, badges, lot labels, commands) and how material scans are validated.",
+    )
 
 
 def _station_shorthand(value: Any) -> Any:

@@ -18,6 +18,8 @@ from gateway.outbox import Outbox
 from gateway.record import Origin, context_event, encode, stamp
 
 log = structlog.get_logger("gateway.pipeline")
+# Device kinds whose readings go through the station's scan rules (gateway.scan.rules).
+SCAN_KINDS = frozenset({"scanner_serial", "scanner_evdev", "rfid_serial"})
 
 
 class Pipeline:
@@ -34,6 +36,14 @@ class Pipeline:
             state = (saved or {}).get(s.name)
             self.contexts[s.name] = Context.from_json(state) if state else Context(s.name)
         self.read = 0
+        # --- scan rules (issue 5): one per station that has scanners or RFID readers; lists load here, at start.
+        self.rules: dict[str, Any] = {}
+        scan_stations = {cfg.station_of(d) for d in cfg.devices if d.kind in SCAN_KINDS}
+        if scan_stations:
+            from gateway.scan.rules import ScanRules
+
+            self.rules = {s.name: ScanRules(s.scan) for s in g.stations if s.name in scan_stations}
+        # --- end scan rules
 
     def station_topic(self, station: str) -> str:
         g = self.cfg.gateway
@@ -49,11 +59,26 @@ class Pipeline:
         rec = stamp(r, origin, ctx, time.time(), outcome)
         return self.outbox.put(origin.topic(r.type), encode(rec), r.type in PROTECTED), outcome
 
+    # --- scan rules (issue 5) ---------------------------------------------------------------------
     def _scan_outcome(self, origin: Origin, r: Reading) -> dict[str, Any]:
+        """Judge a scan or RFID read with the station's rules; apply the context change it asks for
+        first, so the record is stamped with the context after it. Replaces `r.fields` with the
+        decoded fields."""
+        rules = self.rules.get(origin.station)
         ctx = self.contexts[origin.station]
-        if not ctx.active:
-            return {"status": "unassigned", "reason_code": "no_active_order"}
-        return {"status": "accepted", "reason_code": None}
+        if rules is None:  # a scan from a device kind the rules do not know (e.g. a synthetic one)
+            return {"status": "accepted" if ctx.active else "unassigned", "reason_code": None if ctx.active else "no_active_order"}
+        v = rules.evaluate(r, ctx, time.time())
+        status, code, message = v.status, v.reason_code, v.message
+        if v.change is not None:
+            try:
+                self.change(origin.station, v.change)
+            except ContextRefused as exc:
+                status, code, message = "rejected", exc.code, str(exc)
+        r.fields = v.fields
+        return {"status": status, "reason_code": code, "message": message}
+
+    # --- end scan rules ---------------------------------------------------------------------------
 
     def change(self, station: str, ch: Change) -> tuple[int, Context]:
         """Apply a context change; journal it; return (commit ticket, new context).

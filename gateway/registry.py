@@ -12,9 +12,12 @@ from pydantic import Field
 
 from drivers.modbus.config import ModbusConfig, ModbusRtuConfig
 from drivers.opcua.config import OpcUaConfig
+from drivers.rfid_serial.config import RfidSerialConfig
+from drivers.scanner_evdev.config import ScannerEvdevConfig
+from drivers.scanner_serial.config import ScannerSerialConfig
 from drivers.synthetic.config import SyntheticConfig
 
 DeviceConfig = Annotated[
-    Union[ModbusConfig, ModbusRtuConfig, OpcUaConfig, SyntheticConfig],  # noqa: UP007 - a Union reads better as the registry
+    Union[ModbusConfig, ModbusRtuConfig, OpcUaConfig, SyntheticConfig, ScannerSerialConfig, ScannerEvdevConfig, RfidSerialConfig],  # noqa: UP007 - a Union reads better as the registry
     Field(discriminator="kind"),
 ]

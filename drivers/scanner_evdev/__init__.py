@@ -1,0 +1,1 @@
+"""Keyboard-wedge barcode scanners read through evdev: keycodes decoded per keyboard layout."""

@@ -1,0 +1,1 @@
+"""Serial barcode scanners (RS-232, USB-CDC): framing, raw bytes kept, host-ACK good/bad feedback."""

@@ -1,0 +1,119 @@
+"""Serial scanner driver: frames → scan readings; the reading's `ack` sends good/bad feedback.
+
+Invariants:
+- Every byte received ends up in a reading: a scan (quality good) or a framing fault (quality bad,
+  reason, raw bytes). A partial scan is dropped only after `partial_timeout` of silence or when the
+  link is lost, and is then emitted as a bad reading and counted in `stats["partial"]`.
+- Feedback is written only through the connection that exists when the ack comes; if the scanner was
+  unplugged in between, the feedback is counted as lost, never raised into the pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import serial
+import serial_asyncio_fast
+
+from drivers.scanner_serial.config import ScannerSerialConfig
+from drivers.scanner_serial.framing import Frame, Framer
+from gateway.errors import NotConnected
+from gateway.model import SCAN, Reading
+from gateway.scan.decode import text_of
+from gateway.scan.feedback import Feedback, Outcome, fanout, tone
+
+READ_SIZE = 4096
+
+
+class ScannerSerial:
+    def __init__(self, cfg: ScannerSerialConfig, outputs: list[Feedback] | None = None):
+        self.cfg = cfg
+        # Other feedback outputs (stack light, screen, MQTT event) driven by every scan of this scanner.
+        self.outputs: list[Feedback] = list(outputs or [])
+        self.stats = {"scans": 0, "errors": 0, "partial": 0, "feedback_sent": 0, "feedback_lost": 0}
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._framer = self._new_framer()
+
+    def _new_framer(self) -> Framer:
+        c = self.cfg
+        return Framer(c.framing, c.suffix.encode("latin-1"), c.prefix.encode("latin-1"), c.max_length)
+
+    async def connect(self) -> None:
+        c = self.cfg
+        try:
+            self._reader, self._writer = await serial_asyncio_fast.open_serial_connection(
+                url=str(c.port), baudrate=c.baudrate, bytesize=c.bytesize, parity=c.parity, stopbits=c.stopbits
+            )
+        except (serial.SerialException, OSError) as exc:
+            raise NotConnected(f"{c.port}: {exc}") from exc
+        self._framer = self._new_framer()
+
+    async def readings(self) -> AsyncIterator[Reading]:
+        reader, framer = self._reader, self._framer
+        if reader is None:
+            raise NotConnected("not connected")
+        ack = self._ack_for(self._writer)
+        while True:
+            try:
+                if framer.partial:
+                    data = await asyncio.wait_for(reader.read(READ_SIZE), self.cfg.partial_timeout)
+                else:
+                    data = await reader.read(READ_SIZE)
+            except TimeoutError:
+                yield self._reading(framer.drop_partial(), ack)
+                continue
+            except (serial.SerialException, OSError) as exc:
+                lost = framer.drop_partial()
+                if lost:
+                    yield self._reading(lost, ack)
+                raise NotConnected(f"{self.cfg.port}: {exc}") from exc
+            if not data:
+                lost = framer.drop_partial()
+                if lost:
+                    yield self._reading(lost, ack)
+                raise NotConnected(f"{self.cfg.port}: the port closed (unplugged?)")
+            for frame in framer.feed(data):
+                yield self._reading(frame, ack)
+
+    def _reading(self, frame: Frame, ack) -> Reading:
+        now = time.time()
+        text = text_of(frame.data)
+        if frame.error is None:
+            self.stats["scans"] += 1
+            return Reading(self.cfg.tag, text, now, type=SCAN, raw=frame.data, ack=ack)
+        self.stats["partial" if frame.error.startswith("partial") else "errors"] += 1
+        return Reading(self.cfg.tag, text, now, "bad", reason=frame.error, type=SCAN, raw=frame.data, ack=ack)
+
+    def _ack_for(self, writer: asyncio.StreamWriter | None):
+        codes = self.cfg.feedback_bytes
+
+        async def ack(outcome: Outcome) -> None:
+            if codes is not None:
+                self._send(writer, codes[0] if tone(outcome) == "good" else codes[1])
+            if self.outputs:
+                await fanout(*self.outputs)(outcome)
+
+        return ack
+
+    def _send(self, writer: asyncio.StreamWriter | None, data: bytes) -> None:
+        if writer is None or writer is not self._writer or writer.is_closing():
+            self.stats["feedback_lost"] += 1
+            return
+        try:
+            writer.write(data)
+        except (serial.SerialException, OSError):
+            self.stats["feedback_lost"] += 1
+            return
+        self.stats["feedback_sent"] += 1
+
+    async def aclose(self) -> None:
+        writer, self._writer, self._reader = self._writer, None, None
+        if writer is not None:
+            writer.close()
+
+    def health(self) -> dict[str, Any]:
+        return dict(self.stats)

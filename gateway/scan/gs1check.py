@@ -1,0 +1,11 @@
+"""GS1 mod-10 check digit (weights 3,1,3,… from the right)."""
+
+from __future__ import annotations
+
+
+def check_digit(body: str) -> int:
+    return -(3 * sum(map(int, body[-1::-2])) + sum(map(int, body[-2::-2]))) % 10
+
+
+def valid(code: str) -> bool:
+    return code.isdigit() and len(code) > 1 and check_digit(code[:-1]) == int(code[-1])

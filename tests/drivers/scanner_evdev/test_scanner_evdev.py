@@ -1,0 +1,115 @@
+"""The wedge driver against stand-in device files (real fds carrying real input_event records)."""
+
+import asyncio
+
+import pytest
+
+from drivers.scanner_evdev.config import ScannerEvdevConfig
+from drivers.scanner_evdev.driver import ScannerEvdev
+from gateway.errors import DriverFatal, NotConnected
+from simulators.wedge import Devices, Typist
+
+PATH = "/dev/input/by-id/usb-Honeywell_1900-event-kbd"
+
+
+def driver(devices, **kw):
+    cfg = ScannerEvdevConfig(kind="scanner_evdev", name="w1", path=PATH, **kw)
+    return ScannerEvdev(cfg, opener=devices)
+
+
+async def test_grab_scan_and_ctrl_gs():
+    devices = Devices()
+    dev = devices.plug(PATH)
+    drv = driver(devices, layout="de")
+    await drv.connect()
+    assert dev.grabbed
+    dev.send(Typist("de").scan("]C10109501101020917\x1d10Äz"))
+    r = await anext(drv.readings())
+    assert (r.value, r.type, r.quality, r.raw) == ("]C10109501101020917\x1d10Äz", "scan", "good", "]C10109501101020917\x1d10Äz".encode("cp1252"))
+    await drv.aclose()
+    assert not dev.grabbed and dev.closed
+
+
+async def test_capslock_from_led():
+    devices = Devices()
+    dev = devices.plug(PATH, capslock_led=True)
+    drv = driver(devices)
+    await drv.connect()
+    dev.send(Typist("us").scan("Ab"))
+    assert (await anext(drv.readings())).value == "aB"
+    await drv.aclose()
+
+
+async def test_partial_dropped_after_silence():
+    devices = Devices()
+    dev = devices.plug(PATH)
+    drv = driver(devices, key_timeout=0.05)
+    await drv.connect()
+    it = drv.readings()
+    t = Typist("us")
+    dev.send(t.char("W") + t.char("O"))
+    stale = await anext(it)
+    assert (stale.quality, stale.value) == ("bad", "WO") and "partial" in stale.reason
+    dev.send(t.scan("WO-1"))
+    assert (await anext(it)).value == "WO-1"
+    assert drv.stats["stale"] == 1 and drv.stats["scans"] == 1
+    await drv.aclose()
+
+
+async def test_unplug_enodev_and_replug_at_the_stable_path():
+    devices = Devices()
+    dev = devices.plug(PATH)
+    drv = driver(devices)
+    await drv.connect()
+    it = drv.readings()
+    t = Typist("us")
+    dev.send(t.scan("ONE"))
+    assert (await anext(it)).value == "ONE"
+    # Half a scan with Shift still held, then the cable is pulled.
+    dev.send(t._ev(42, 1) + t.tap(30))  # KEY_LEFTSHIFT down, KEY_A
+    await asyncio.sleep(0.01)
+    devices.unplug(PATH)
+    lost = await anext(it)
+    assert (lost.quality, lost.value) == ("bad", "A") and "device lost" in lost.reason
+    with pytest.raises(NotConnected):
+        await anext(it)
+    await drv.aclose()  # ungrab on a vanished device must not raise
+    with pytest.raises(NotConnected, match="not present"):
+        await drv.connect()
+    new = devices.plug(PATH)  # back, as a new eventN behind the same by-id link
+    await drv.connect()
+    assert new.grabbed
+    new.send(t.scan("two"))  # the Shift held on the old device must not stick
+    assert (await anext(drv.readings())).value == "two"
+    assert drv.stats["stale"] == 1
+    await drv.aclose()
+
+
+async def test_grab_held_by_another_program_is_fatal():
+    devices = Devices()
+    devices.plug(PATH, busy=True)
+    with pytest.raises(DriverFatal, match="grab"):
+        await driver(devices).connect()
+
+
+async def test_cancelling_the_reader_loses_no_event():
+    devices = Devices()
+    dev = devices.plug(PATH)
+    drv = driver(devices)
+    await drv.connect()
+    it = drv.readings()
+    t = Typist("us")
+    task = asyncio.ensure_future(anext(it))
+    await asyncio.sleep(0.01)
+    task.cancel()  # a cancelled wait for readability: nothing was read, nothing lost
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    it = drv.readings()
+    dev.send(t.scan("Shift!"))
+    assert (await anext(it)).value == "Shift!"
+    await drv.aclose()
+
+
+def test_unknown_layout_is_a_config_error():
+    with pytest.raises(ValueError, match="unknown layout"):
+        ScannerEvdevConfig(kind="scanner_evdev", name="w", path=PATH, layout="xx")
