@@ -119,7 +119,7 @@ class BufferConfig(Strict):
         description="What to discard when full: the oldest or the newest *telemetry*. Scans, RFID reads, alarms "
         "and context events are never discarded. Every discarded row is counted and its seq range recorded.",
     )
-    commit_interval: float = Field(default=0.005, gt=0, le=1, description="Longest wait in seconds before a group commit.")
+    commit_interval: float = Field(default=0.01, gt=0, le=1, description="Longest wait in seconds before a group commit.")
     commit_rows: int = Field(default=2000, ge=1, description="Rows that trigger a group commit at once.")
     synchronous: Literal["full", "normal"] = Field(
         default="full", description="SQLite synchronous mode: full survives a power cut; normal may lose the last commits."

@@ -36,6 +36,7 @@ import fcntl
 import os
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,7 +78,9 @@ CREATE TABLE IF NOT EXISTS context(station TEXT PRIMARY KEY, state TEXT NOT NULL
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 COUNTERS = ("captured", "published", "dead_lettered", "discarded", "write_errors")
-MAX_PENDING = 200_000  # rows held in memory while the disk refuses writes
+ACK_DELAY = 0.2  # longest a delete of acknowledged rows waits for a commit to ride along with
+MAX_PENDING = 200_000
+LIVE_MAX = 50_000  # committed rows kept in memory for a caught-up publisher  # rows held in memory while the disk refuses writes
 
 
 @dataclass(slots=True)
@@ -119,6 +122,8 @@ class Outbox:
         self._overflow_since: float | None = None
         self._overflow_count = 0
         self._failing: str | None = None
+        self._live: deque[tuple[int, str, bytes, float]] = deque()
+        self._live_broken = False
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -192,17 +197,19 @@ class Outbox:
         return self._batch
 
     def ack(self, seqs: Iterable[int]) -> None:
-        """The broker acknowledged these rows: delete them with the next commit."""
+        """The broker acknowledged these rows: delete them with the next commit.
+
+        Deletes ride along with the next commit of new rows, or wait at most ACK_DELAY: a delete
+        lost in a crash only means a duplicate, so it is not worth an fsync of its own.
+        """
         self._acks.extend(seqs)
         self._acked.update(seqs)
-        self._wake.set()
 
     def dead(self, seqs: Iterable[int], reason: str) -> None:
         """Move rows to the dead-letter table for good, with the reason."""
         for s in seqs:
             self._dead.append((s, reason))
             self._acked.add(s)
-        self._wake.set()
 
     async def committed(self, ticket: int) -> None:
         """Return once the batch holding `ticket` is committed (captured)."""
@@ -216,8 +223,15 @@ class Outbox:
     async def run(self) -> None:
         """The group-commit loop; runs until cancelled."""
         while True:
-            await self._wake.wait()
-            if len(self._pending) < self.cfg.commit_rows:
+            if self._acks or self._dead:
+                try:
+                    async with asyncio.timeout(ACK_DELAY):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+            else:
+                await self._wake.wait()
+            if self._wake.is_set() and len(self._pending) < self.cfg.commit_rows:
                 try:
                     async with asyncio.timeout(self.cfg.commit_interval):
                         await self._full.wait()
@@ -241,12 +255,10 @@ class Outbox:
         if not (rows or context or acks or dead):
             self._release(batch)
             return
-        before = dict(self.stats.counters), self.stats.rows, self.stats.bytes
         try:
             async with self.lock:
                 await self._write(rows, context, acks, dead)
         except sqlite3.Error as exc:
-            self.stats.counters, self.stats.rows, self.stats.bytes = before
             self._requeue(rows, context, acks, dead)
             self.stats.counters["write_errors"] += 1
             if self._failing is None:
@@ -270,109 +282,28 @@ class Outbox:
             self.empty.clear()
 
     async def _write(self, rows: list[Row], context: dict, acks: list[int], dead: list[tuple[int, str]]) -> None:
+        """One group commit, run as a single call in the database thread.
+
+        aiosqlite hops to its thread once per statement (0.1-0.25 ms each); a commit is six or so
+        statements, so it runs as one function through aiosqlite's worker (`Connection._execute`,
+        stable across aiosqlite 0.x, which we pin).
+        """
         db = self.db
         assert db is not None
-        c = self.stats.counters
-        try:
-            if dead:
-                now = time.time()
-                await db.executemany(
-                    "INSERT OR REPLACE INTO dead_letter(seq, topic, payload, reason, at) "
-                    "SELECT seq, topic, payload, ?, ? FROM outbox WHERE seq = ?",
-                    [(reason, now, s) for s, reason in dead],
-                )
-                c["dead_lettered"] += await self._delete([s for s, _ in dead])
-            if acks:
-                c["published"] += await self._delete(acks)
-            if rows:
-                rows = await self._make_room(rows)
-                await db.executemany(
-                    "INSERT INTO outbox(topic, payload, protected, at) VALUES (?, ?, ?, ?)",
-                    [(r.topic, r.payload, r.protected, r.at) for r in rows],
-                )
-                self.stats.rows += len(rows)
-                self.stats.bytes += sum(len(r.payload) for r in rows)
-                c["captured"] += len(rows)
-            for station, state in context.items():
-                await db.execute("INSERT OR REPLACE INTO context(station, state) VALUES (?, ?)", (station, state))
-            await db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('counters', ?)", (orjson.dumps(c).decode(),))
-            await db.commit()
-        except BaseException:
-            await db.rollback()
-            raise
-
-    async def _delete(self, seqs: list[int]) -> int:
-        """Delete rows by seq (one statement for the whole list); return how many existed."""
-        async with self.db.execute(
-            "DELETE FROM outbox WHERE seq IN (SELECT value FROM json_each(?)) RETURNING length(payload)",
-            (orjson.dumps(seqs).decode(),),
-        ) as cur:
-            gone = await cur.fetchall()
-        self.stats.rows -= len(gone)
-        self.stats.bytes -= sum(g[0] for g in gone)
-        return len(gone)
-
-    async def _make_room(self, rows: list[Row]) -> list[Row]:
-        """Apply the overflow policy so that `rows` fit; return the rows still to insert."""
-        cfg = self.cfg
-        incoming = sum(len(r.payload) for r in rows)
-        over_rows = self.stats.rows + len(rows) - cfg.max_rows
-        over_bytes = self.stats.bytes + incoming - cfg.max_bytes
-        if over_rows <= 0 and over_bytes <= 0:
-            if self._overflow_since is not None and self.stats.rows < 0.9 * cfg.max_rows:
-                log.warning(
-                    "buffer_overflow_ended",
-                    discarded=self._overflow_count,
-                    seconds=round(time.time() - self._overflow_since, 1),
-                )
-                self._overflow_since = None
-                self._overflow_count = 0
-            return rows
-        if self._overflow_since is None:
-            self._overflow_since = time.time()
-            log.warning("buffer_overflow", policy=cfg.overflow, rows=self.stats.rows, max_rows=cfg.max_rows, bytes=self.stats.bytes, max_bytes=cfg.max_bytes)
-        dropped = 0
-        if cfg.overflow == "drop_oldest":
-            db = self.db
-            assert db is not None
-            while over_rows > 0 or over_bytes > 0:
-                # Estimate rows to free from the average row size when only bytes are over.
-                want = max(over_rows, 0)
-                if over_bytes > 0 and self.stats.rows:
-                    want = max(want, over_bytes * self.stats.rows // max(self.stats.bytes, 1) + 1)
-                async with db.execute(
-                    "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE protected = 0 ORDER BY seq LIMIT ?) "
-                    "RETURNING seq, length(payload)",
-                    (want,),
-                ) as cur:
-                    gone = await cur.fetchall()
-                if not gone:
-                    break
-                seqs = [g[0] for g in gone]
-                freed = sum(g[1] for g in gone)
-                self.stats.rows -= len(gone)
-                self.stats.bytes -= freed
-                over_rows -= len(gone)
-                over_bytes -= freed
-                dropped += len(gone)
-                await db.execute(
-                    "INSERT INTO discards(first_seq, last_seq, count, policy, at) VALUES (?, ?, ?, ?, ?)",
-                    (min(seqs), max(seqs), len(seqs), cfg.overflow, time.time()),
-                )
-        if over_rows > 0 or over_bytes > 0:
-            # drop_newest, or nothing old left to drop: incoming telemetry gives way; protected rows stay.
-            keep = [r for r in rows if r.protected]
-            n = len(rows) - len(keep)
-            if n:
-                dropped += n
-                await self.db.execute(
-                    "INSERT INTO discards(first_seq, last_seq, count, policy, at) VALUES (NULL, NULL, ?, ?, ?)",
-                    (n, cfg.overflow, time.time()),
-                )
-            rows = keep
-        self.stats.counters["discarded"] += dropped
-        self._overflow_count += dropped
-        return rows
+        st = self.stats
+        plan = _Plan(rows, context, acks, dead, st.rows, st.bytes, dict(st.counters), self.cfg.max_rows, self.cfg.max_bytes, self.cfg.overflow)
+        await db._execute(_commit, db._conn, plan)
+        st.rows, st.bytes, st.counters = plan.n_rows, plan.n_bytes, plan.counters
+        self._follow(plan)
+        if plan.discarded:
+            if self._overflow_since is None:
+                self._overflow_since = time.time()
+                log.warning("buffer_overflow", policy=self.cfg.overflow, rows=st.rows, max_rows=self.cfg.max_rows, bytes=st.bytes, max_bytes=self.cfg.max_bytes)
+            self._overflow_count += plan.discarded
+        elif self._overflow_since is not None and st.rows < 0.9 * self.cfg.max_rows and st.bytes < 0.9 * self.cfg.max_bytes:
+            log.warning("buffer_overflow_ended", discarded=self._overflow_count, seconds=round(time.time() - self._overflow_since, 1))
+            self._overflow_since = None
+            self._overflow_count = 0
 
     def _requeue(self, rows, context, acks, dead) -> None:
         self._pending[:0] = rows
@@ -399,18 +330,44 @@ class Outbox:
 
     # -- reading ------------------------------------------------------------------------------
 
-    async def fetch(self, after: int, limit: int) -> list[tuple[int, str, bytes]]:
-        """Committed rows with seq > after, in seq order, skipping rows already acknowledged."""
-        db = self.db
-        assert db is not None
-        async with self.lock:
-            async with db.execute(
-                "SELECT seq, topic, payload FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
-            ) as cur:
-                rows = await cur.fetchall()
+    def _follow(self, plan: _Plan) -> None:
+        """Keep the rows just committed in memory for the publisher, so that a publisher that is
+        caught up reads nothing back from disk. The copy is dropped whenever it could differ from
+        the file (overflow discards) or grows past LIVE_MAX (publisher away): then it reads disk."""
+        live = self._live
+        if plan.discarded or self._live_broken:
+            live.clear()
+            self._live_broken = True
+            return
+        if not plan.inserted:
+            return
+        first = plan.last_seq - len(plan.inserted) + 1
+        if (live and live[-1][0] != first - 1) or len(live) + len(plan.inserted) > LIVE_MAX:
+            live.clear()
+            self._live_broken = True
+            return
+        live.extend((first + i, r.topic, r.payload, r.at) for i, r in enumerate(plan.inserted))
+
+    async def fetch(self, after: int, limit: int) -> list[tuple[int, str, bytes, float]]:
+        """Committed rows (seq, topic, payload, ingest time) with seq > after, in seq order,
+        skipping rows already acknowledged."""
+        live = self._live
+        if live and live[0][0] == after + 1 and not self._live_broken:
+            rows = [live.popleft() for _ in range(min(limit, len(live)))]
+        else:
+            # Resuming, catching up or after a reconnect: read the file, and follow from there.
+            live.clear()
+            self._live_broken = False
+            rows = await self._fetch_disk(after, limit)
         if self._acked:
             rows = [r for r in rows if r[0] not in self._acked]
         return rows
+
+    async def _fetch_disk(self, after: int, limit: int) -> list[tuple[int, str, bytes, float]]:
+        db = self.db
+        assert db is not None
+        async with self.lock:
+            return list(await db.execute_fetchall("SELECT seq, topic, payload, at FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)))
 
     async def oldest(self) -> float | None:
         """Ingest time of the oldest row still in the outbox."""
@@ -426,6 +383,118 @@ class Outbox:
 
     def pending(self) -> int:
         return len(self._pending)
+
+
+@dataclass(slots=True)
+class _Plan:
+    """What one group commit does, and (after it) the resulting sizes and counters."""
+
+    rows: list[Row]
+    context: dict[str, str]
+    acks: list[int]
+    dead: list[tuple[int, str]]
+    n_rows: int
+    n_bytes: int
+    counters: dict[str, int]
+    max_rows: int
+    max_bytes: int
+    overflow: str
+    discarded: int = 0
+    inserted: list[Row] = field(default_factory=list)
+    last_seq: int = 0
+
+
+def _commit(conn: sqlite3.Connection, p: _Plan) -> None:
+    """Runs in the database thread. All or nothing: on any error the transaction rolls back."""
+    c = p.counters
+    try:
+        if p.dead:
+            now = time.time()
+            conn.executemany(
+                "INSERT OR REPLACE INTO dead_letter(seq, topic, payload, reason, at) "
+                "SELECT seq, topic, payload, ?, ? FROM outbox WHERE seq = ?",
+                [(reason, now, s) for s, reason in p.dead],
+            )
+            c["dead_lettered"] += _delete(conn, p, [s for s, _ in p.dead])
+        if p.acks:
+            c["published"] += _delete(conn, p, p.acks)
+        rows = _make_room(conn, p) if p.rows else p.rows
+        p.inserted = rows
+        if rows:
+            conn.executemany(
+                "INSERT INTO outbox(topic, payload, protected, at) VALUES (?, ?, ?, ?)",
+                [(r.topic, r.payload, r.protected, r.at) for r in rows],
+            )
+            # One writer, one transaction: the rows got consecutive seqs ending here.
+            p.last_seq = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+            p.n_rows += len(rows)
+            p.n_bytes += sum(len(r.payload) for r in rows)
+            c["captured"] += len(rows)
+        for station, state in p.context.items():
+            conn.execute("INSERT OR REPLACE INTO context(station, state) VALUES (?, ?)", (station, state))
+        c["discarded"] += p.discarded
+        conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('counters', ?)", (orjson.dumps(c).decode(),))
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+
+
+def _delete(conn: sqlite3.Connection, p: _Plan, seqs: list[int]) -> int:
+    """Delete rows by seq (one statement for the whole list); return how many existed."""
+    gone = conn.execute(
+        "DELETE FROM outbox WHERE seq IN (SELECT value FROM json_each(?)) RETURNING length(payload)",
+        (orjson.dumps(seqs).decode(),),
+    ).fetchall()
+    p.n_rows -= len(gone)
+    p.n_bytes -= sum(g[0] for g in gone)
+    return len(gone)
+
+
+def _make_room(conn: sqlite3.Connection, p: _Plan) -> list[Row]:
+    """Apply the overflow policy so that the new rows fit; return the rows still to insert."""
+    rows = p.rows
+    over_rows = p.n_rows + len(rows) - p.max_rows
+    over_bytes = p.n_bytes + sum(len(r.payload) for r in rows) - p.max_bytes
+    if over_rows <= 0 and over_bytes <= 0:
+        return rows
+    now = time.time()
+    if p.overflow == "drop_oldest":
+        while over_rows > 0 or over_bytes > 0:
+            # Rows to free: the row excess, or the byte excess at the average row size.
+            want = max(over_rows, 0)
+            if over_bytes > 0 and p.n_rows:
+                want = max(want, over_bytes * p.n_rows // max(p.n_bytes, 1) + 1)
+            gone = conn.execute(
+                "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE protected = 0 ORDER BY seq LIMIT ?) "
+                "RETURNING seq, length(payload)",
+                (want,),
+            ).fetchall()
+            if not gone:
+                break
+            seqs = [g[0] for g in gone]
+            freed = sum(g[1] for g in gone)
+            p.n_rows -= len(gone)
+            p.n_bytes -= freed
+            over_rows -= len(gone)
+            over_bytes -= freed
+            p.discarded += len(gone)
+            conn.execute(
+                "INSERT INTO discards(first_seq, last_seq, count, policy, at) VALUES (?, ?, ?, ?, ?)",
+                (min(seqs), max(seqs), len(seqs), p.overflow, now),
+            )
+    if over_rows > 0 or over_bytes > 0:
+        # drop_newest, or nothing old left to drop: incoming telemetry gives way; protected rows stay.
+        keep = [r for r in rows if r.protected]
+        n = len(rows) - len(keep)
+        if n:
+            p.discarded += n
+            conn.execute(
+                "INSERT INTO discards(first_seq, last_seq, count, policy, at) VALUES (NULL, NULL, ?, ?, ?)",
+                (n, p.overflow, now),
+            )
+        rows = keep
+    return rows
 
 
 def take_lock(path: Path) -> int:

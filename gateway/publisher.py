@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import statistics
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -52,6 +54,7 @@ class Publisher:
         self.inflight = 0
         self.connects = 0
         self.client: aiomqtt.Client | None = None
+        self.latency: deque[float] = deque(maxlen=100_000)  # ingest -> PUBACK, seconds, recent rows
         self.idle = asyncio.Event()  # set while nothing awaits a PUBACK
         self.idle.set()
 
@@ -64,7 +67,15 @@ class Publisher:
             "messages": self.sent_messages,
             "inflight": self.inflight,
             "connects": self.connects,
+            "latency_ms": self.latency_ms(),
         }
+
+    def latency_ms(self) -> dict[str, float] | None:
+        """Ingest-to-PUBACK latency of the most recent rows (p50, p99, max) in milliseconds."""
+        if len(self.latency) < 2:
+            return None
+        q = statistics.quantiles(self.latency, n=100, method="inclusive")
+        return {"p50": round(q[49] * 1000, 2), "p99": round(q[98] * 1000, 2), "max": round(max(self.latency) * 1000, 2), "rows": len(self.latency)}
 
     def _client(self) -> aiomqtt.Client:
         m = self.mqtt
@@ -155,55 +166,60 @@ class Publisher:
                 continue
             cursor = rows[-1][0]
             # Group by topic, keeping seq order inside each group.
-            groups: dict[str, list[tuple[int, bytes]]] = {}
-            for seq, topic, payload in rows:
-                groups.setdefault(topic, []).append((seq, payload))
+            groups: dict[str, list[tuple[int, bytes, float]]] = {}
+            for seq, topic, payload, at in rows:
+                groups.setdefault(topic, []).append((seq, payload, at))
             for topic, items in groups.items():
                 for i in range(0, len(items), pack):
-                    for seqs, body in self._messages(items[i : i + pack]):
+                    for seqs, body, ats in self._messages(items[i : i + pack]):
                         await window.acquire()
                         self.inflight += 1
                         self.idle.clear()
-                        tg.create_task(self._publish(client, window, topic, body, seqs))
+                        tg.create_task(self._publish(client, window, topic, body, seqs, ats))
 
-    def _messages(self, items: list[tuple[int, bytes]]):
-        """Yield (seqs, payload) messages within max_payload; dead-letter a record too big alone."""
+    def _messages(self, items: list[tuple[int, bytes, float]]):
+        """Yield (seqs, payload, ingest times) messages within max_payload; a record too big
+        on its own is dead-lettered."""
         limit = self.mqtt.max_payload
         if self.mqtt.max_pack == 1:
-            for seq, p in items:
+            for seq, p, at in items:
                 body = with_seq(seq, p)
                 if len(body) > limit:
                     self._too_big(seq, len(body))
                     continue
-                yield [seq], body
+                yield [seq], body, [at]
             return
         parts: list[bytes] = []
         seqs: list[int] = []
+        ats: list[float] = []
         size = 2
-        for seq, p in items:
+        for seq, p, at in items:
             obj = with_seq(seq, p)
             if len(obj) + 2 > limit:
                 self._too_big(seq, len(obj))
                 continue
             if parts and size + len(obj) + 1 > limit:
-                yield seqs, b"[" + b",".join(parts) + b"]"
-                parts, seqs, size = [], [], 2
+                yield seqs, b"[" + b",".join(parts) + b"]", ats
+                parts, seqs, ats, size = [], [], [], 2
             parts.append(obj)
             seqs.append(seq)
+            ats.append(at)
             size += len(obj) + 1
         if parts:
-            yield seqs, b"[" + b",".join(parts) + b"]"
+            yield seqs, b"[" + b",".join(parts) + b"]", ats
 
     def _too_big(self, seq: int, size: int) -> None:
         reason = f"record of {size} bytes exceeds mqtt.max_payload ({self.mqtt.max_payload})"
         log.error("record_dead_lettered", seq=seq, reason=reason)
         self.outbox.dead([seq], reason)
 
-    async def _publish(self, client: aiomqtt.Client, window: asyncio.Semaphore, topic: str, body: bytes, seqs: list[int]) -> None:
+    async def _publish(self, client: aiomqtt.Client, window: asyncio.Semaphore, topic: str, body: bytes, seqs: list[int], ats: list[float]) -> None:
         try:
             await client.publish(topic, body, qos=1)
             self.outbox.ack(seqs)
             self.sent_messages += 1
+            now = time.time()
+            self.latency.extend(now - at for at in ats)
         finally:
             self.inflight -= 1
             if not self.inflight:

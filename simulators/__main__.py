@@ -11,6 +11,7 @@ SIMULATORS = {
     "env": ("simulators.env", "temperature/humidity sensors on pseudo-terminals"),
     "scanner": ("simulators.scanner", "serial barcode scanner replaying a shift on a pty"),
     "rfid": ("simulators.rfid", "CF-RU UHF RFID reader on a pty"),
+    "broker": ("simulators.broker", "a private mosquitto on a loopback port (the upstream)"),
 }
 
 

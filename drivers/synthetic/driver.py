@@ -8,7 +8,7 @@ from drivers.synthetic.config import SyntheticConfig
 from gateway.model import Reading
 from gateway.ticker import every
 
-TICK = 0.005  # finest pacing; higher rates emit several readings per tick
+TICK = 0.01  # finest pacing; higher rates emit several readings per tick, like a PLC poll
 
 
 class Synthetic:

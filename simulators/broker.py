@@ -1,0 +1,88 @@
+"""A private mosquitto (Debian's package) on a free loopback port, for tests, demos and benchmarks.
+
+    python -m simulators broker --port 18830      # runs until Ctrl-C
+
+It stands in for the plant's upstream broker: persistence on (so a consumer's persistent session
+survives a restart), no authentication, loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.02)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def executable() -> str:
+    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not Path(exe).exists():
+        raise FileNotFoundError("mosquitto is not installed: apt-get install mosquitto (scripts/setup does it)")
+    return exe
+
+
+class Broker:
+    """Start, stop and restart a mosquitto on 127.0.0.1:`port`, its files in `folder`."""
+
+    def __init__(self, folder: Path, port: int | None = None, extra: str = ""):
+        self.folder = folder
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+        folder.mkdir(parents=True, exist_ok=True)
+        self.conf = folder / "mosquitto.conf"
+        # `user root` keeps mosquitto (started as root) from dropping to a user that cannot write
+        # our folder; as another user it has no effect.
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"persistence_location {folder}/\nautosave_interval 1\nmax_queued_messages 1000000\n"
+            f"max_inflight_messages 0\nuser root\nlog_dest file {folder}/mosquitto.log\n{extra}"
+        )
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([executable(), "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+    def __enter__(self) -> Broker:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m simulators broker", description=__doc__)
+    p.add_argument("--port", type=int, default=18830)
+    args = p.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp, Broker(Path(tmp), args.port) as b:
+        print(f"mosquitto on 127.0.0.1:{b.port}", flush=True)
+        try:
+            b.proc.wait()
+        except KeyboardInterrupt:
+            pass
+    return 0
