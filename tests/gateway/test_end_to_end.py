@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import orjson
 
+import json
+from pathlib import Path
+
+import jsonschema
+
 from tests.conftest import InProcess, Upstream, write_config
+
+SCHEMA = json.loads((Path(__file__).resolve().parents[2] / "gateway" / "schemas" / "record-v1.json").read_text())
 
 KEYS = {"gateway_id", "seq", "ts", "station", "device", "tag", "value", "quality", "work_order", "lot", "context"}
 
@@ -43,6 +50,8 @@ async def test_readings_are_stamped_with_the_context_set_while_running(tmp_path,
         await up.wait(lambda rs: any(r.get("event") == "ended" for r in rs))
     seqs = [r["seq"] for r in up.records]
     assert len(seqs) == len(set(seqs))
+    for r in up.records:  # every record follows the published schema
+        jsonschema.validate({k: v for k, v in r.items() if k != "_topic"}, SCHEMA)
 
 
 async def test_mes_command_sets_the_context_and_bad_commands_are_refused(tmp_path, broker):
