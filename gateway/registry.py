@@ -10,11 +10,12 @@ from typing import Annotated, Union
 
 from pydantic import Field
 
+from drivers.env_sensor.config import EnvSensorConfig
 from drivers.modbus.config import ModbusConfig, ModbusRtuConfig
 from drivers.opcua.config import OpcUaConfig
 from drivers.synthetic.config import SyntheticConfig
 
 DeviceConfig = Annotated[
-    Union[ModbusConfig, ModbusRtuConfig, OpcUaConfig, SyntheticConfig],  # noqa: UP007 - a Union reads better as the registry
+    Union[ModbusConfig, ModbusRtuConfig, OpcUaConfig, EnvSensorConfig, SyntheticConfig],  # noqa: UP007 - a Union reads better as the registry
     Field(discriminator="kind"),
 ]
