@@ -313,8 +313,12 @@ class ModbusSim:
                     await self.write(p.table, p.address, encode(p.type, v, p.order, p.length), u)
 
     async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         while True:
-            await asyncio.sleep(self.period)
+            due += self.period  # a fixed grid: the refresh's own time does not stretch the period
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            due = max(due, loop.time() - self.period)
             if self.moving:
                 await self._refresh()
 
@@ -359,13 +363,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--baudrate", type=int, default=19200)
     p.add_argument("--units", type=int, nargs="+", default=[1], help="unit ids served (same map on each)")
     p.add_argument("--period", type=float, default=0.1, help="seconds between value updates")
+    p.add_argument("--count", type=int, default=1, help="TCP only: this many PLCs on consecutive ports (benchmarks)")
     return p
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    async with ModbusSim(args.host, args.port, tuple(args.units), rtu=args.rtu, baudrate=args.baudrate, period=args.period) as sim:
-        where = f"RTU on {sim.device}" if args.rtu else f"TCP on {sim.host}:{sim.port}"
-        print(f"modbus simulator: {where}, units {', '.join(map(str, sim.units))}", flush=True)
+    async with contextlib.AsyncExitStack() as stack:
+        for i in range(1 if args.rtu else args.count):
+            port = args.port + i if args.port else 0
+            sim = await stack.enter_async_context(
+                ModbusSim(args.host, port, tuple(args.units), rtu=args.rtu, baudrate=args.baudrate, period=args.period)
+            )
+            where = f"RTU on {sim.device}" if args.rtu else f"TCP on {sim.host}:{sim.port}"
+            print(f"modbus simulator: {where}, units {', '.join(map(str, sim.units))}", flush=True)
         await asyncio.Event().wait()
 
 
