@@ -10,6 +10,7 @@ from typing import Annotated, Union
 
 from pydantic import Field
 
+from drivers.env_sensor.config import EnvSensorConfig
 from drivers.modbus.config import ModbusConfig, ModbusRtuConfig
 from drivers.opcua.config import OpcUaConfig
 from drivers.rfid_serial.config import RfidSerialConfig
@@ -18,6 +19,15 @@ from drivers.scanner_serial.config import ScannerSerialConfig
 from drivers.synthetic.config import SyntheticConfig
 
 DeviceConfig = Annotated[
-    Union[ModbusConfig, ModbusRtuConfig, OpcUaConfig, SyntheticConfig, ScannerSerialConfig, ScannerEvdevConfig, RfidSerialConfig],  # noqa: UP007 - a Union reads better as the registry
+    Union[  # noqa: UP007 - a Union reads better as the registry
+        ModbusConfig,
+        ModbusRtuConfig,
+        OpcUaConfig,
+        EnvSensorConfig,
+        SyntheticConfig,
+        ScannerSerialConfig,
+        ScannerEvdevConfig,
+        RfidSerialConfig,
+    ],
     Field(discriminator="kind"),
 ]

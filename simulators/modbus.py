@@ -175,6 +175,7 @@ class ModbusSim:
     `rtu=None`: TCP on host:port (port 0 picks a free one, kept across restarts).
     `rtu="pty"`: RTU on a pty pair; connect the client to `sim.device`.
     `rtu="/dev/…"`: RTU on that serial port.
+    `points`: the register map (default: the PLC map above; `simulators.env` passes a sensor board's).
     """
 
     def __init__(
@@ -186,11 +187,13 @@ class ModbusSim:
         baudrate: int = 19200,
         period: float = 0.1,
         moving: bool = True,
+        points: tuple[Point, ...] = POINTS,
     ):
         if not units or not all(1 <= u <= 247 for u in units):
             raise ValueError(f"unit ids must be 1..247, got {units}")
         self.host, self.port, self.units, self.rtu, self.baudrate = host, port, tuple(units), rtu, baudrate
         self.period, self.moving = period, moving
+        self.points = {p.name: p for p in points}
         self.device = ""  # the serial device a client opens (RTU)
         self.fault: Fault = None  # applies to every unit without its own entry in `faults`
         self.faults: dict[int, Fault] = {}
@@ -263,7 +266,7 @@ class ModbusSim:
         unit = self.units[0] if unit is None else unit
         if (unit, name) in self.pinned:
             return self.pinned[(unit, name)]
-        v = BY_NAME[name].value
+        v = self.points[name].value
         return v(self.now()) if callable(v) else v
 
     async def set(self, name: str, value: Any, unit: int | None = None) -> None:
@@ -297,7 +300,7 @@ class ModbusSim:
             return
         t = self.now()
         for u in self.units:
-            for p in POINTS:
+            for p in self.points.values():
                 if (u, p.name) in self.pinned:
                     v = self.pinned[(u, p.name)]
                 elif self.moving or not callable(p.value):
@@ -310,8 +313,12 @@ class ModbusSim:
                     await self.write(p.table, p.address, encode(p.type, v, p.order, p.length), u)
 
     async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         while True:
-            await asyncio.sleep(self.period)
+            due += self.period  # a fixed grid: the refresh's own time does not stretch the period
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            due = max(due, loop.time() - self.period)
             if self.moving:
                 await self._refresh()
 
@@ -356,13 +363,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--baudrate", type=int, default=19200)
     p.add_argument("--units", type=int, nargs="+", default=[1], help="unit ids served (same map on each)")
     p.add_argument("--period", type=float, default=0.1, help="seconds between value updates")
+    p.add_argument("--count", type=int, default=1, help="TCP only: this many PLCs on consecutive ports (benchmarks)")
     return p
 
 
 async def _serve(args: argparse.Namespace) -> None:
-    async with ModbusSim(args.host, args.port, tuple(args.units), rtu=args.rtu, baudrate=args.baudrate, period=args.period) as sim:
-        where = f"RTU on {sim.device}" if args.rtu else f"TCP on {sim.host}:{sim.port}"
-        print(f"modbus simulator: {where}, units {', '.join(map(str, sim.units))}", flush=True)
+    async with contextlib.AsyncExitStack() as stack:
+        for i in range(1 if args.rtu else args.count):
+            port = args.port + i if args.port else 0
+            sim = await stack.enter_async_context(
+                ModbusSim(args.host, port, tuple(args.units), rtu=args.rtu, baudrate=args.baudrate, period=args.period)
+            )
+            where = f"RTU on {sim.device}" if args.rtu else f"TCP on {sim.host}:{sim.port}"
+            print(f"modbus simulator: {where}, units {', '.join(map(str, sim.units))}", flush=True)
         await asyncio.Event().wait()
 
 

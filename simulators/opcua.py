@@ -240,8 +240,12 @@ class OpcUaSim:
             await server.write_attribute_value(self.nodes[name], dv)
 
     async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time()
         while True:
-            await asyncio.sleep(self.period)
+            due += self.period  # a fixed grid: the refresh's own time does not stretch the period
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            due = max(due, loop.time() - self.period)
             if self.moving:
                 await self._refresh()
 
