@@ -8,7 +8,8 @@ Invariants:
   merged request refused with "illegal data address" is split into one request per tag for good, so a
   single unmapped register in a gap costs only its own tag.
 - On TCP a timeout or transport error means the link is lost: `NotConnected`, and the supervisor
-  reconnects. On RTU a timeout is the unit's fault, not the bus's: only that unit's tags go bad and the
+  reconnects. `connect()` returns only once the PLC answered one request: an accepted TCP connection
+  alone is not a device that is up. On RTU a timeout is the unit's fault, not the bus's: only that unit's tags go bad and the
   other units keep flowing; a failing port is a lost link.
 - Polls that overran skip missed ticks instead of bursting.
 - pymodbus logs every timeout at ERROR with a frame dump; that is per-poll noise the supervisor
@@ -109,6 +110,13 @@ class Modbus:
         self.client = self.make_client()
         if not await self.client.connect():
             raise NotConnected(f"cannot open Modbus {'RTU port' if self.serial_gap else 'TCP connection to'} {self.where}")
+        if self.serial_gap is None:
+            # A PLC whose TCP stack accepts connections while its controller does not answer is not
+            # connected: one real request proves it (NotConnected on timeout; an exception response is
+            # an answer). Without it a silent PLC became a connected/lost pair per retry.
+            unit = self.units[0]
+            group = unit.groups[0]
+            await self._read(unit, group, group.blocks[0])
 
     async def readings(self) -> AsyncIterator[Reading]:
         loop = asyncio.get_running_loop()

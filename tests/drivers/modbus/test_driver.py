@@ -185,6 +185,21 @@ async def test_tcp_timeout_is_a_lost_link_and_restart_reconnects(sim):
         await driver.aclose()
 
 
+async def test_tcp_connect_to_a_plc_that_accepts_but_does_not_answer_is_not_connected(sim):
+    sim.fault = "silent"
+    driver = tcp(sim, [{"name": "a", "address": 6}])
+    try:
+        with pytest.raises(NotConnected, match="no answer within 0.3 s"):
+            await driver.connect()
+    finally:
+        await driver.aclose()
+    sim.fault = ("exception", 4)  # an exception response is an answer: the PLC is there
+    try:
+        await driver.connect()
+    finally:
+        await driver.aclose()
+
+
 async def test_deadband_heartbeat_and_limits(sim):
     await sim.set("press_temperature", 180.0)
     driver = tcp(sim, [{"name": "press_temperature", "address": 0, "type": "float32", "unit": "degC",
