@@ -176,15 +176,21 @@ async def driver_alone(drivers: list[Any], seconds: float) -> None:
     """Consume every driver's readings in this process; print readings/s and this process's CPU."""
     counts = [0] * len(drivers)
     bad = [0] * len(drivers)
+    first: list[str | None] = [None] * len(drivers)
+    stamps: list[list[float]] = [[] for _ in drivers]  # arrival of each driver's first tag: the poll period
     measuring = asyncio.Event()
 
     async def consume(i: int, d: Any) -> None:
         await d.connect()
         try:
             async for r in d.readings():
+                if first[i] is None:
+                    first[i] = r.tag
                 if measuring.is_set():
                     counts[i] += 1
                     bad[i] += r.quality != "good"
+                    if r.tag == first[i]:
+                        stamps[i].append(time.monotonic())
         finally:
             await d.aclose()
 
@@ -210,3 +216,7 @@ async def driver_alone(drivers: list[Any], seconds: float) -> None:
     print(f"  window           {wall:6.1f} s after {WARMUP:.0f} s warm-up; {len(drivers)} driver(s)")
     print(f"  readings         {n:8d}  = {n / wall:9,.0f} /s   (bad {sum(bad)})")
     print(f"  this process     CPU {cpu:5.1f} % of one core")
+    periods = sorted(b - a for st in stamps for a, b in zip(st, st[1:]))
+    if periods:
+        p = lambda q: periods[min(len(periods) - 1, int(q * len(periods)))] * 1000  # noqa: E731
+        print(f"  achieved period  p50 {p(0.5):.1f} ms  p99 {p(0.99):.1f} ms  max {periods[-1] * 1000:.1f} ms  ({len(periods)} periods of each driver's first tag)")
