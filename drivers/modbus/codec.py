@@ -79,6 +79,22 @@ def decode(tag: Tag, words: list[int]) -> tuple[Any, str | None]:
     raw = struct.unpack(">" + FORMAT[tag.type], data)[0]
     if isinstance(raw, float) and not math.isfinite(raw):
         return None, f"{tag.type} is {raw} (device reports no valid number)"
+    if tag.type == "float32":
+        raw = shortest_float32(raw, data)
     if tag.scale == 1.0 and tag.offset == 0.0:
         return raw, None
-    return raw * tag.scale + tag.offset, None
+    # 12 significant digits: 127 * 0.1 is 12.7, not 12.700000000000001; far beyond any sensor's resolution.
+    return float(f"{raw * tag.scale + tag.offset:.12g}"), None
+
+
+def shortest_float32(value: float, data: bytes) -> float:
+    """The shortest decimal that is the same float32: 180.08447 rather than 180.08447265625.
+
+    A float32 carries 6-9 significant digits; printing its exact binary expansion suggests a
+    precision the PLC never had. The result decodes back to the identical 32 bits.
+    """
+    for digits in range(6, 10):
+        short = float(f"{value:.{digits}g}")
+        if struct.pack(">f", short) == data:
+            return short
+    return value
