@@ -10,20 +10,9 @@ from drivers.env_sensor.config import EnvSensorConfig
 from drivers.env_sensor.onewire import crc8, parse_w1_slave
 from drivers.modbus.config import ModbusRtuConfig
 from simulators.env import AsciiSensor, RtuBoard, write_ds18b20
+from tests.drivers.readings import take  # noqa: F401 - used by the tests here
 
 
-async def take(driver, n, timeout=5.0, where=None):
-    out = []
-
-    async def run():
-        async for r in driver.readings():
-            if where is None or where(r):
-                out.append(r)
-                if len(out) >= n:
-                    return
-
-    await asyncio.wait_for(run(), timeout)
-    return out
 
 
 # --- Modbus RTU boards: a profile ----------------------------------------------------------------

@@ -5,21 +5,9 @@ import asyncio
 import pytest
 
 from simulators.modbus import ModbusSim
+from tests.drivers.readings import take  # noqa: F401 - used by the tests here
 
 
-async def take(driver, n: int, timeout: float = 5.0, where=None) -> list:
-    """The next `n` readings (matching `where`) from a connected driver."""
-    out = []
-
-    async def run():
-        async for r in driver.readings():
-            if where is None or where(r):
-                out.append(r)
-                if len(out) >= n:
-                    return
-
-    await asyncio.wait_for(run(), timeout)
-    return out
 
 
 @pytest.fixture

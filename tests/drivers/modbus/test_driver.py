@@ -12,7 +12,7 @@ from gateway.errors import NotConnected
 from gateway.model import ALARM, TELEMETRY
 from simulators.modbus import ModbusSim
 
-from .conftest import take
+from tests.drivers.readings import take
 
 ORDERS = {"ABCD": ("big", "big"), "CDAB": ("little", "big"), "BADC": ("big", "little"), "DCBA": ("little", "little")}
 VALUES = {

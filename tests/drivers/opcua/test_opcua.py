@@ -12,6 +12,7 @@ from drivers.opcua.config import OpcUaConfig
 from gateway.errors import DriverFatal, NotConnected
 from gateway.model import ALARM
 from simulators.opcua import OpcUaSim, make_certificate
+from tests.drivers.readings import take  # noqa: F401 - used by the tests here
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 CLIENT_URI = "urn:shopfloor:gateway"
@@ -42,18 +43,6 @@ def config(sim, nodes, **kw) -> OpcUaConfig:
     return OpcUaConfig(kind="opcua", name="ua", url=sim.url, timeout=2, watchdog=0.5, sampling=0.05, nodes=nodes, **kw)
 
 
-async def take(driver, n, timeout=5.0, where=None):
-    out = []
-
-    async def run():
-        async for r in driver.readings():
-            if where is None or where(r):
-                out.append(r)
-                if len(out) >= n:
-                    return
-
-    await asyncio.wait_for(run(), timeout)
-    return out
 
 
 async def test_values_arrive_through_a_subscription_by_nodeid_and_browse_path(sim):
