@@ -45,23 +45,30 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
 class Broker:
     """Debian's mosquitto with persistence, on a free loopback port; can be stopped and restarted."""
 
-    def __init__(self, folder: Path, port: int | None = None):
+    def __init__(self, folder: Path, port: int | None = None, *, listener: str = "", extra: str = "", anonymous: bool = True):
+        """`listener`: lines for the listener (TLS: cafile, certfile, keyfile, require_certificate);
+        `extra`: global lines (password_file, acl_file); `anonymous=False` requires a login."""
         self.folder = folder
         self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
         folder.mkdir(parents=True, exist_ok=True)
         self.conf = folder / "mosquitto.conf"
+        self.log = folder / "mosquitto.log"
         # `user root` keeps mosquitto from dropping to a user that cannot write our temp folder.
         self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"listener {self.port} 127.0.0.1\n{listener.strip()}\nallow_anonymous {str(anonymous).lower()}\npersistence true\n"
             f"persistence_location {folder}/\nautosave_interval 1\nmax_queued_messages 1000000\n"
-            f"max_inflight_messages 0\nuser root\nlog_dest file {folder}/mosquitto.log\n"
+            f"max_inflight_messages 0\nuser root\nlog_dest file {self.log}\n{extra.strip()}\n"
         )
 
     def start(self) -> None:
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(self.port)
+        try:
+            wait_port(self.port)
+        except TimeoutError:
+            log = self.log.read_text() if self.log.exists() else "(no log)"
+            raise RuntimeError(f"mosquitto did not start (exit {self.proc.poll()}):\n{log}") from None
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -81,9 +88,11 @@ def broker(tmp_path):
 class Upstream:
     """A consumer at the broker: persistent session, QoS 1, reconnects; keeps every record."""
 
-    def __init__(self, port: int, topic: str = "#", client_id: str | None = None):
+    def __init__(self, port: int, topic: str = "#", client_id: str | None = None, **client_args: Any):
+        """`client_args` go to aiomqtt.Client: tls_context, username, password, protocol."""
         self.port = port
         self.topic = topic
+        self.client_args = client_args
         self.client_id = client_id or f"test-upstream-{os.getpid()}-{time.monotonic_ns()}"
         self.records: list[dict[str, Any]] = []
         self.messages: list[tuple[str, Any]] = []
@@ -105,7 +114,7 @@ class Upstream:
     async def _run(self) -> None:
         while True:
             try:
-                async with aiomqtt.Client("127.0.0.1", self.port, identifier=self.client_id, clean_session=False) as c:
+                async with aiomqtt.Client("127.0.0.1", self.port, identifier=self.client_id, clean_session=False, **self.client_args) as c:
                     await c.subscribe(self.topic, qos=1)
                     self._subscribed.set()
                     async for msg in c.messages:
@@ -188,14 +197,19 @@ class InProcess:
 class Process:
     """The daemon as a real process (`python -m gateway run`), for SIGKILL and exit-status tests."""
 
-    def __init__(self, path: Path, log: Path):
+    def __init__(self, path: Path, log: Path, env: dict[str, str] | None = None, prefix: list[str] | None = None):
+        """`env`: extra environment (e.g. NOTIFY_SOCKET); `prefix`: a wrapper command to run it under."""
         self.path = path
         self.log = log
+        self.env = env
+        self.prefix = prefix or []
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
         out = open(self.log, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "-c", str(self.path)], cwd=ROOT, stdout=out, stderr=out)
+        env = {**os.environ, **self.env} if self.env else None
+        cmd = [*self.prefix, sys.executable, "-m", "gateway", "run", "-c", str(self.path)]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=out, env=env)
         out.close()
 
     def kill(self) -> None:
