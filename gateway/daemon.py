@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -113,6 +114,13 @@ class Gateway:
             return await self.change(req.get("station"), ch)
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
+    def summary(self) -> str:
+        """One line for systemd's STATUS=: broker state and what waits in the buffer."""
+        b = self.publisher
+        broker = b.state + (f" ({b.reason})" if b.reason and b.state != "connected" else "")
+        # One line: a newline would start another KEY=VALUE assignment in the notify datagram.
+        return " ".join(f"capturing; broker {broker}; {self.outbox.stats.rows} rows buffered".split())
+
     async def status(self) -> dict[str, Any]:
         st = self.outbox.stats
         oldest = await self.outbox.oldest()
@@ -180,9 +188,9 @@ async def run(cfg: Config, stop: asyncio.Event | None = None, started=None) -> i
                 for d in cfg.devices
                 if d.enabled
             ]
-            wd = tg.create_task(_watchdog())
+            wd = tg.create_task(_watchdog(gw.summary))
             await listening.wait()
-            notify("READY=1\nSTATUS=capturing")
+            notify(f"READY=1\nSTATUS={gw.summary()}")
             if started is not None:
                 started(gw)
             await stop.wait()
@@ -207,10 +215,12 @@ async def run(cfg: Config, stop: asyncio.Event | None = None, started=None) -> i
     return 0
 
 
-async def _watchdog() -> None:
+async def _watchdog(summary: Callable[[], str]) -> None:
+    """Ping systemd's watchdog from the event loop, so a loop that hangs gets the service restarted;
+    each ping also refreshes the one-line STATUS shown by `systemctl status`."""
     interval = watchdog_interval()
     if interval is None:
         return
     while True:
-        notify("WATCHDOG=1")
+        notify(f"WATCHDOG=1\nSTATUS={summary()}")
         await asyncio.sleep(interval)

@@ -116,7 +116,8 @@ class Outbox:
         self._batch = 0  # number of the batch `put()` currently fills
         self._done = -1  # highest committed batch
         self._waiters: dict[int, asyncio.Future] = {}
-        self._wake = asyncio.Event()
+        self._wake = asyncio.Event()  # new rows or context: commit within commit_interval
+        self._work = asyncio.Event()  # anything to commit, deletes included
         self._full = asyncio.Event()
         self._lockfile: int | None = None
         self._overflow_since: float | None = None
@@ -186,6 +187,7 @@ class Outbox:
         self._pending.append(Row(topic, payload, protected, time.time()))
         if not self._wake.is_set():
             self._wake.set()
+            self._work.set()
         if len(self._pending) >= self.cfg.commit_rows:
             self._full.set()
         return self._batch
@@ -194,6 +196,7 @@ class Outbox:
         """Persist a station's context in the same transaction as the rows queued with it."""
         self._context[station] = orjson.dumps(state).decode()
         self._wake.set()
+        self._work.set()
         return self._batch
 
     def ack(self, seqs: Iterable[int]) -> None:
@@ -204,12 +207,14 @@ class Outbox:
         """
         self._acks.extend(seqs)
         self._acked.update(seqs)
+        self._work.set()
 
     def dead(self, seqs: Iterable[int], reason: str) -> None:
         """Move rows to the dead-letter table for good, with the reason."""
         for s in seqs:
             self._dead.append((s, reason))
             self._acked.add(s)
+        self._work.set()
 
     async def committed(self, ticket: int) -> None:
         """Return once the batch holding `ticket` is committed (captured)."""
@@ -223,14 +228,14 @@ class Outbox:
     async def run(self) -> None:
         """The group-commit loop; runs until cancelled."""
         while True:
-            if self._acks or self._dead:
+            await self._work.wait()
+            self._work.clear()
+            if not self._wake.is_set():  # only deletes to do: let them pile up a little
                 try:
                     async with asyncio.timeout(ACK_DELAY):
                         await self._wake.wait()
                 except TimeoutError:
                     pass
-            else:
-                await self._wake.wait()
             if self._wake.is_set() and len(self._pending) < self.cfg.commit_rows:
                 try:
                     async with asyncio.timeout(self.cfg.commit_interval):
@@ -310,6 +315,9 @@ class Outbox:
         self._context = {**context, **self._context}
         self._acks[:0] = acks
         self._dead[:0] = dead
+        self._work.set()
+        if self._pending or self._context:
+            self._wake.set()
         if len(self._pending) > MAX_PENDING:
             # The disk has refused writes for a long time: shed telemetry, never protected rows.
             keep = [r for r in self._pending if r.protected]

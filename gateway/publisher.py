@@ -11,11 +11,17 @@
 - A retained status message on `<prefix>/<site>/<area>/<line>/_gateway/<id>/status` says online; the
   broker publishes the last will (offline) when the gateway vanishes.
 - MES commands arrive on `<prefix>/<site>/<area>/<line>/<station>/cmd/context` and go to `on_command`.
+- MQTT 5: a PUBACK with a reason code >= 0x80 refuses the message (e.g. 0x87 not authorized by the
+  broker's ACL). Its rows are not acknowledged as delivered: they go to the dead-letter table with the
+  reason code (0x91 and 0x97, which may pass, reconnect and retry instead). MQTT 3.1.1 has no way to
+  say this: mosquitto, for one, acknowledges a denied publish and drops it.
+- A connection that fails says why in `status` in words a person can act on (`explain`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import statistics
 import time
@@ -25,7 +31,12 @@ from typing import Any
 
 import aiomqtt
 import orjson
+import paho.mqtt.client as mqtt
 import structlog
+from aiomqtt.exceptions import MqttConnectError
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.config import Config
 from gateway.outbox import Outbox
@@ -35,6 +46,73 @@ from gateway.supervisor import backoff
 log = structlog.get_logger("gateway.publisher")
 
 FETCH = 2000  # rows read from the outbox at once
+# PUBACK reason codes that may pass (packet identifier in use, quota exceeded): reconnect and send again
+# rather than dead-letter. Every other code >= 0x80 refuses the message for good.
+RETRY_CODES = {0x91, 0x97}
+# MQTT 5 session expiry: never (0xFFFFFFFF), like a 3.1.1 session with clean_session=False.
+SESSION_EXPIRY = 0xFFFFFFFF
+
+
+class PahoHooks:
+    """What aiomqtt 2.5 does not pass on, taken from the paho client it wraps (`client._client`).
+
+    - PUBACK reason codes: aiomqtt's publish() returns on any PUBACK, even one that refuses the
+      message. `publish()` here sends through paho and resolves with the reason code of that message
+      id; aiomqtt still runs the connection and the socket callbacks, and gets the PUBACKs of its own
+      publishes (status messages).
+    - Why a connection closed before CONNACK: a broker that rejects our client certificate does so
+      with a TLS alert after the handshake; paho only logs it and aiomqtt would wait for its connect
+      timeout and say "Operation timed out". Here the connect fails at once with paho's last error.
+    """
+
+    def __init__(self, client: aiomqtt.Client):
+        self.client = client
+        self.paho = client._client
+        self.loop = asyncio.get_running_loop()
+        self.acks: dict[int, asyncio.Future] = {}
+        self.last_error: str | None = None
+        self._aiomqtt_on_publish = self.paho.on_publish
+        self._aiomqtt_on_disconnect = self.paho.on_disconnect
+        self.paho.on_publish = self._on_publish
+        self.paho.on_disconnect = self._on_disconnect
+        self.paho.on_log = self._on_log
+
+    async def publish(self, topic: str, payload: bytes) -> ReasonCode:
+        """Publish at QoS 1 and return the broker's PUBACK reason code (always success in MQTT 3.1.1)."""
+        info = self.paho.publish(topic, payload, qos=1)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
+        # The PUBACK is read by a socket callback on this same event loop, so it cannot have arrived
+        # before the future is in place.
+        fut = self.acks[info.mid] = self.loop.create_future()
+        try:
+            async with asyncio.timeout(self.client.timeout):
+                return await fut
+        except TimeoutError:
+            raise aiomqtt.MqttError(f"no PUBACK within {self.client.timeout:g} s") from None
+        finally:
+            self.acks.pop(info.mid, None)
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        fut = self.acks.get(mid)
+        if fut is None:
+            self._aiomqtt_on_publish(client, userdata, mid, reason_code, properties)
+        elif not fut.done():
+            fut.set_result(reason_code)
+
+    def _on_log(self, client, userdata, level, text) -> None:
+        if level == mqtt.MQTT_LOG_ERR:
+            self.last_error = text
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties=None) -> None:
+        self._aiomqtt_on_disconnect(client, userdata, flags, reason_code, properties)
+        # May run in the executor thread that connects: hand over to the loop. Take the future now:
+        # aiomqtt replaces it after a disconnect.
+        self.loop.call_soon_threadsafe(self._fail_connect, self.client._connected, reason_code)
+
+    def _fail_connect(self, connected: asyncio.Future, reason_code) -> None:
+        if not connected.done():
+            connected.set_exception(aiomqtt.MqttError(self.last_error or f"connection closed before CONNACK ({reason_code})"))
 
 
 class Publisher:
@@ -51,6 +129,9 @@ class Publisher:
         self.since = time.time()
         self.reason: str | None = None
         self.sent_messages = 0
+        self.refused_messages = 0
+        self._refusals_logged: set[tuple[str, int]] = set()
+        self.hooks: PahoHooks | None = None
         self.inflight = 0
         self.connects = 0
         self.client: aiomqtt.Client | None = None
@@ -65,6 +146,7 @@ class Publisher:
             "reason": self.reason,
             "broker": f"{self.mqtt.host}:{self.mqtt.effective_port}",
             "messages": self.sent_messages,
+            "refused": self.refused_messages,
             "inflight": self.inflight,
             "connects": self.connects,
             "latency_ms": self.latency_ms(),
@@ -89,6 +171,11 @@ class Publisher:
             password=m.password(),
             protocol=aiomqtt.ProtocolVersion.V5 if m.protocol == "5" else aiomqtt.ProtocolVersion.V311,
             clean_session=None if m.protocol == "5" else False,
+            # MQTT 5: keep the session (and the MES commands the broker queues for us) across
+            # reconnects, as clean_session=False does in 3.1.1. aiomqtt's default starts clean on the
+            # first connect of each client object, and we make a new one per connection.
+            clean_start=False if m.protocol == "5" else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+            properties=_session_properties() if m.protocol == "5" else None,
             will=aiomqtt.Will(self.status_topic, offline, qos=1, retain=True),
             keepalive=m.keepalive,
             timeout=max(10.0, m.keepalive),
@@ -101,13 +188,14 @@ class Publisher:
         while True:
             try:
                 client = self._client()
+                self.hooks = PahoHooks(client)
                 async with client:
                     attempt = 0
                     # aiomqtt warns on every publish beyond this many pending; we bound in-flight ourselves.
                     client.pending_calls_threshold = 1 << 30
                     await self._session(client)
             except aiomqtt.MqttError as exc:
-                self._set("disconnected", str(exc))
+                self._set("disconnected", explain(exc, self.mqtt))
                 if asyncio.current_task().cancelling():
                     # A stop request that raced the connection loss was absorbed by the session's
                     # TaskGroup together with the MqttError (Python 3.11): honour it here.
@@ -215,16 +303,31 @@ class Publisher:
 
     async def _publish(self, client: aiomqtt.Client, window: asyncio.Semaphore, topic: str, body: bytes, seqs: list[int], ats: list[float]) -> None:
         try:
-            await client.publish(topic, body, qos=1)
-            self.outbox.ack(seqs)
-            self.sent_messages += 1
-            now = time.time()
-            self.latency.extend(now - at for at in ats)
+            code = await self.hooks.publish(topic, body)
+            if not code.is_failure:
+                self.outbox.ack(seqs)
+                self.sent_messages += 1
+                now = time.time()
+                self.latency.extend(now - at for at in ats)
+            elif code.value in RETRY_CODES:
+                raise aiomqtt.MqttError(f"the broker refused a message for now (PUBACK 0x{code.value:02X} {code}); reconnecting to send it again")
+            else:
+                self._refused(topic, seqs, code)
         finally:
             self.inflight -= 1
             if not self.inflight:
                 self.idle.set()
             window.release()
+
+    def _refused(self, topic: str, seqs: list[int], code: ReasonCode) -> None:
+        """The broker refused the message for good: dead-letter its rows with the reason; log once per
+        topic and code (every refusal is counted in status as dead_lettered)."""
+        reason = f"the broker refused the message: PUBACK reason code 0x{code.value:02X} ({code})"
+        self.outbox.dead(seqs, reason)
+        self.refused_messages += 1
+        if (topic, code.value) not in self._refusals_logged:
+            self._refusals_logged.add((topic, code.value))
+            log.error("message_refused", topic=topic, rows=len(seqs), reason=reason, hint="check the broker's ACL for this user and topic")
 
     def _set(self, state: str, reason: str | None) -> None:
         if state == self.state:
@@ -236,6 +339,31 @@ class Publisher:
             log.info("broker_connected", broker=broker, down_seconds=round(self.since - prev_since, 1) if self.connects > 1 else None)
         else:
             log.warning("broker_lost" if prev == "connected" else "broker_unreachable", broker=broker, reason=reason)
+
+
+def _session_properties() -> Properties:
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = SESSION_EXPIRY
+    return props
+
+
+def explain(exc: aiomqtt.MqttError, m) -> str:
+    """Why the connection failed, in words that say what to check."""
+    text = str(exc)
+    tls = re.sub(r"\s*\(_ssl\.c:\d+\)$", "", re.sub(r"^.*?\[SSL: [A-Z0-9_]+\]\s*", "", text))
+    if "certificate verify failed" in text:
+        if "mismatch" in text:
+            return f"TLS: {tls}: the broker's certificate does not name {m.host!r} (mqtt.host)"
+        return f"TLS: {tls}: the broker's certificate is not signed by a CA in mqtt.tls.ca_file ({m.tls.ca_file})"
+    if "alert certificate required" in text:
+        return f"TLS: {tls}: the broker requires a client certificate; set mqtt.tls.cert_file and key_file"
+    if re.search(r"alert (unknown ca|bad certificate|certificate unknown|certificate expired)", text):
+        return f"TLS: {tls}: the broker rejected our client certificate (mqtt.tls.cert_file {m.tls.cert_file})"
+    code = getattr(exc, "rc", None)
+    if isinstance(exc, MqttConnectError) and getattr(code, "value", code) in (4, 5, 134, 135):
+        source = "password_file" if m.password_file else "password_credential" if m.password_credential else "no password set"
+        return f"the broker refused the login ({text}): check mqtt.username ({m.username}) and the password ({source})"
+    return text
 
 
 def tls_context(cfg: Config) -> ssl.SSLContext:

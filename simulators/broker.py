@@ -43,23 +43,30 @@ def executable() -> str:
 class Broker:
     """Start, stop and restart a mosquitto on 127.0.0.1:`port`, its files in `folder`."""
 
-    def __init__(self, folder: Path, port: int | None = None, extra: str = ""):
+    def __init__(self, folder: Path, port: int | None = None, *, listener: str = "", extra: str = "", anonymous: bool = True):
+        """`listener`: lines for the listener (TLS: cafile, certfile, keyfile, require_certificate);
+        `extra`: global lines (password_file, acl_file); `anonymous=False` requires a login."""
         self.folder = folder
         self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
         folder.mkdir(parents=True, exist_ok=True)
         self.conf = folder / "mosquitto.conf"
+        self.log = folder / "mosquitto.log"
         # `user root` keeps mosquitto (started as root) from dropping to a user that cannot write
         # our folder; as another user it has no effect.
         self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"listener {self.port} 127.0.0.1\n{listener.strip()}\nallow_anonymous {str(anonymous).lower()}\npersistence true\n"
             f"persistence_location {folder}/\nautosave_interval 1\nmax_queued_messages 1000000\n"
-            f"max_inflight_messages 0\nuser root\nlog_dest file {folder}/mosquitto.log\n{extra}"
+            f"max_inflight_messages 0\nuser root\nlog_dest file {self.log}\n{extra.strip()}\n"
         )
 
     def start(self) -> None:
         self.proc = subprocess.Popen([executable(), "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(self.port)
+        try:
+            wait_port(self.port)
+        except TimeoutError:
+            log = self.log.read_text() if self.log.exists() else "(no log)"
+            raise RuntimeError(f"mosquitto did not start (exit {self.proc.poll()}):\n{log}") from None
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

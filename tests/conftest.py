@@ -38,9 +38,11 @@ def broker(tmp_path):
 class Upstream:
     """A consumer at the broker: persistent session, QoS 1, reconnects; keeps every record."""
 
-    def __init__(self, port: int, topic: str = "#", client_id: str | None = None):
+    def __init__(self, port: int, topic: str = "#", client_id: str | None = None, **client_args: Any):
+        """`client_args` go to aiomqtt.Client: tls_context, username, password, protocol."""
         self.port = port
         self.topic = topic
+        self.client_args = client_args
         self.client_id = client_id or f"test-upstream-{os.getpid()}-{time.monotonic_ns()}"
         self.records: list[dict[str, Any]] = []
         self.messages: list[tuple[str, Any]] = []
@@ -62,7 +64,7 @@ class Upstream:
     async def _run(self) -> None:
         while True:
             try:
-                async with aiomqtt.Client("127.0.0.1", self.port, identifier=self.client_id, clean_session=False) as c:
+                async with aiomqtt.Client("127.0.0.1", self.port, identifier=self.client_id, clean_session=False, **self.client_args) as c:
                     await c.subscribe(self.topic, qos=1)
                     self._subscribed.set()
                     async for msg in c.messages:
@@ -145,14 +147,19 @@ class InProcess:
 class Process:
     """The daemon as a real process (`python -m gateway run`), for SIGKILL and exit-status tests."""
 
-    def __init__(self, path: Path, log: Path):
+    def __init__(self, path: Path, log: Path, env: dict[str, str] | None = None, prefix: list[str] | None = None):
+        """`env`: extra environment (e.g. NOTIFY_SOCKET); `prefix`: a wrapper command to run it under."""
         self.path = path
         self.log = log
+        self.env = env
+        self.prefix = prefix or []
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
         out = open(self.log, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "run", "-c", str(self.path)], cwd=ROOT, stdout=out, stderr=out)
+        env = {**os.environ, **self.env} if self.env else None
+        cmd = [*self.prefix, sys.executable, "-m", "gateway", "run", "-c", str(self.path)]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=out, env=env)
         out.close()
 
     def kill(self) -> None:

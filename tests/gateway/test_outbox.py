@@ -176,3 +176,33 @@ async def test_context_state_commits_with_its_event(tmp_path):
     async with Outbox(cfg(tmp_path)) as box:
         assert (await box.contexts())["st10"]["work_order"] == "WO-1"
         assert len(await seqs(box)) == 1
+
+
+async def test_writer_retries_by_itself_after_the_disk_refused(tmp_path):
+    async with Outbox(cfg(tmp_path)) as box:
+        writer = asyncio.create_task(box.run())
+        await box.db.execute("PRAGMA max_page_count=8")
+        big = b'"v":"' + b"x" * 3000 + b'"}'
+        for _ in range(30):
+            box.put("t/a", big, False)
+        async with asyncio.timeout(5):
+            while not box.stats.counters["write_errors"]:
+                await asyncio.sleep(0.01)
+        await box.db.execute("PRAGMA max_page_count=100000")
+        async with asyncio.timeout(5):  # no new put: the writer itself tries again
+            while box.pending():
+                await asyncio.sleep(0.01)
+        assert box.stats.counters["captured"] == 30
+        writer.cancel()
+
+
+async def test_acknowledged_rows_are_deleted_without_new_rows(tmp_path):
+    async with Outbox(cfg(tmp_path)) as box:
+        writer = asyncio.create_task(box.run())
+        await box.committed(box.put("t/a", b'"v":1}', False))
+        (s,) = await seqs(box)
+        box.ack([s])
+        async with asyncio.timeout(5):
+            await box.empty.wait()
+        assert box.stats.rows == 0 and box.stats.counters["published"] == 1
+        writer.cancel()
