@@ -98,6 +98,9 @@ async def latency(count: int) -> None:
                     committed.append(time.perf_counter())
 
                 outbox.committed = timed
+                # Opening a serial port flushes its input: scan only once the gateway has it open.
+                while (await gw.status())["devices"][0]["state"] != "connected":
+                    await asyncio.sleep(0.02)
                 sim.scan("]C0WO-2024-0042")
                 await sim.next_ack(10)
                 committed.clear()

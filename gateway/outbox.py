@@ -79,8 +79,8 @@ CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 COUNTERS = ("captured", "published", "dead_lettered", "discarded", "write_errors")
 ACK_DELAY = 0.2  # longest a delete of acknowledged rows waits for a commit to ride along with
-MAX_PENDING = 200_000
-LIVE_MAX = 50_000  # committed rows kept in memory for a caught-up publisher  # rows held in memory while the disk refuses writes
+MAX_PENDING = 200_000  # rows held in memory while the disk refuses writes
+LIVE_MAX = 5_000  # committed rows kept in memory for a caught-up publisher (a few commits)
 
 
 @dataclass(slots=True)
@@ -182,13 +182,17 @@ class Outbox:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def put(self, topic: str, payload: bytes, protected: bool) -> int:
-        """Queue one row for the next group commit; return the ticket for `committed()`."""
+    def put(self, topic: str, payload: bytes, protected: bool, urgent: bool = False) -> int:
+        """Queue one row for the next group commit; return the ticket for `committed()`.
+
+        `urgent`: someone waits for this row (an operator for the scanner's beep): commit now
+        instead of waiting out the group-commit interval. Scans are rare, so this costs nothing.
+        """
         self._pending.append(Row(topic, payload, protected, time.time()))
         if not self._wake.is_set():
             self._wake.set()
             self._work.set()
-        if len(self._pending) >= self.cfg.commit_rows:
+        if urgent or len(self._pending) >= self.cfg.commit_rows:
             self._full.set()
         return self._batch
 

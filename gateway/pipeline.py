@@ -57,7 +57,7 @@ class Pipeline:
             outcome = self._scan_outcome(origin, r)
         ctx = self.contexts[origin.station]
         rec = stamp(r, origin, ctx, time.time(), outcome)
-        return self.outbox.put(origin.topic(r.type), encode(rec), r.type in PROTECTED), outcome
+        return self.outbox.put(origin.topic(r.type), encode(rec), r.type in PROTECTED, urgent=r.ack is not None), outcome
 
     # --- scan rules (issue 5) ---------------------------------------------------------------------
     def _scan_outcome(self, origin: Origin, r: Reading) -> dict[str, Any]:

@@ -135,7 +135,7 @@ class Publisher:
         self.inflight = 0
         self.connects = 0
         self.client: aiomqtt.Client | None = None
-        self.latency: deque[float] = deque(maxlen=100_000)  # ingest -> PUBACK, seconds, recent rows
+        self.latency: deque[float] = deque(maxlen=20_000)  # ingest -> PUBACK, seconds, recent rows
         self.idle = asyncio.Event()  # set while nothing awaits a PUBACK
         self.idle.set()
 
