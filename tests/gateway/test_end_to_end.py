@@ -87,3 +87,30 @@ async def test_one_object_per_message_when_packing_is_off(tmp_path, broker):
     async with Upstream(broker.port, "shopfloor/#") as up, InProcess(path):
         await up.wait(lambda rs: len(rs) >= 10)
         assert all(isinstance(p, dict) for t, p in up.messages if "/press/" in t)
+
+
+async def test_plc_simulator_readings_arrive_stamped(tmp_path, broker):
+    """The demo's path: the Modbus PLC simulator, the modbus driver, the outbox, mosquitto."""
+    from simulators.modbus import ModbusSim
+
+    async with ModbusSim(port=0) as sim:
+        tags = [
+            {"name": "press_temperature", "address": 0, "type": "float32", "unit": "degC"},
+            {"name": "cycle_counter", "address": 4, "type": "uint32"},
+            {"name": "motor_current", "address": 7, "type": "int16", "scale": 0.1, "unit": "A"},
+            {"name": "door_closed", "table": "discrete", "address": 0, "type": "bool"},
+        ]
+        dev = {"kind": "modbus", "name": "press1", "host": "127.0.0.1", "port": sim.port, "polls": [{"interval": 0.1, "tags": tags}]}
+        path = write_config(tmp_path, broker.port, [dev])
+        async with Upstream(broker.port, "shopfloor/#") as up, InProcess(path) as gw:
+            await up.wait(lambda rs: len(rs) >= 8)
+            first = up.of(tag="press_temperature")[0]
+            assert KEYS <= first.keys() and first["context"] == "unassigned" and first["device_kind"] == "modbus"
+            assert 170 < first["value"] < 190 and first["quality"] == "good"
+            assert up.of(tag="door_closed")[0]["value"] is True
+            assert (await gw.request(cmd="context", action="start", work_order="WO-7", lot="L-7"))["ok"]
+            await up.wait(lambda rs: any(r.get("tag") == "cycle_counter" and r["work_order"] == "WO-7" for r in rs))
+            rec = [r for r in up.of(tag="cycle_counter") if r["work_order"] == "WO-7"][0]
+            assert rec["lot"] == "L-7" and rec["context"] == "active" and rec["value"] >= 100000
+    for r in up.records:
+        jsonschema.validate({k: v for k, v in r.items() if k != "_topic"}, SCHEMA)
