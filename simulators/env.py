@@ -89,7 +89,10 @@ class AsciiSensor:
 
 
 def crc8(data: bytes) -> int:
-    """Dallas/Maxim CRC-8 (polynomial x^8 + x^5 + x^4 + 1, reflected 0x8C)."""
+    """Dallas/Maxim CRC-8 (polynomial x^8 + x^5 + x^4 + 1, reflected 0x8C).
+
+    Written again on purpose rather than imported from the driver: a simulator that shared the
+    driver's checksum code would agree with a wrong checksum."""
     crc = 0
     for byte in data:
         for _ in range(8):
