@@ -17,10 +17,10 @@ import structlog
 from gateway import control
 from gateway.config import Config
 from gateway.context import Change, ContextRefused
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, DriverFatal
 from gateway.notify import notify, watchdog_interval
 from gateway.outbox import Outbox
-from gateway.pipeline import Pipeline
+from gateway.pipeline import SCAN_KINDS, Pipeline
 from gateway.publisher import Publisher, tls_context
 from gateway.supervisor import Health, supervise
 
@@ -154,8 +154,32 @@ def preflight(cfg: Config) -> None:
             tls_context(cfg)
         except (OSError, ValueError) as exc:
             problems.append(f"mqtt.tls: {exc}")
+    problems += missing_parts(cfg)
     if problems:
         raise ConfigError(problems)
+
+
+# The optional dependency each device kind needs, and the extra that installs it.
+EXTRAS = {"opcua": "opcua", "scanner_evdev": "scanners", "scanner_serial": "scanners", "rfid_serial": "scanners"}
+
+
+def missing_parts(cfg: Config) -> list[str]:
+    """Build every enabled device once (constructors open nothing) so that a missing optional
+    dependency stops the start with a clear message instead of failing a device later."""
+    problems = []
+    for i, d in enumerate(cfg.devices):
+        if not d.enabled:
+            continue
+        try:
+            d.build()
+            if d.kind in SCAN_KINDS:
+                import gateway.scan.rules  # noqa: F401 - the station's scan rules need biip
+        except ImportError as exc:
+            extra = EXTRAS.get(d.kind, "all")
+            problems.append(f"devices[{i}] ({d.name}): kind {d.kind} needs {exc.name or exc}: pip install 'shopfloor-gateway[{extra}]'")
+        except (ConfigError, DriverFatal) as exc:
+            problems.append(f"devices[{i}] ({d.name}): {exc}")
+    return problems
 
 
 async def run(cfg: Config, stop: asyncio.Event | None = None, started=None) -> int:

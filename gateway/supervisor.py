@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from gateway.errors import BackOff, DriverFatal, NotConnected
+from gateway.errors import BackOff, ConfigError, DriverFatal, NotConnected
 from gateway.pipeline import Pipeline
 
 log = structlog.get_logger("gateway.supervisor")
@@ -63,9 +63,10 @@ async def supervise(cfg: Any, pipeline: Pipeline, health: Health, build=None) ->
     attempt = 0
     was_up = False
     while True:
-        driver = (build or cfg.build)()
+        driver = None
         delay = None
         try:
+            driver = (build or cfg.build)()
             try:
                 async with asyncio.timeout(cfg.connect_timeout):
                     await driver.connect()
@@ -104,7 +105,7 @@ async def supervise(cfg: Any, pipeline: Pipeline, health: Health, build=None) ->
             attempt += 1
             health.attempts = attempt
             _state(health, "down", str(exc))
-        except DriverFatal as exc:
+        except (DriverFatal, ConfigError, ImportError) as exc:
             _state(health, "failed", str(exc))
             return
         except (OSError, ValueError, RuntimeError, LookupError, TypeError, AttributeError) as exc:
@@ -115,7 +116,8 @@ async def supervise(cfg: Any, pipeline: Pipeline, health: Health, build=None) ->
             _state(health, "crashed", repr(exc), quiet=True)
             delay = cfg.backoff_max
         finally:
-            await _close(driver, health)
+            if driver is not None:
+                await _close(driver, health)
         await asyncio.sleep(delay)
 
 
