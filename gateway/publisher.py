@@ -220,7 +220,6 @@ class Publisher:
     async def _session(self, client: aiomqtt.Client) -> None:
         self.client = client
         self.connects += 1
-        self._set("connected", None)
         g = self.cfg.gateway
         await client.publish(
             self.status_topic,
@@ -229,6 +228,8 @@ class Publisher:
             retain=True,
         )
         await client.subscribe(self.command_filter, qos=1)
+        # Connected once the session is complete: online announced, MES commands subscribed.
+        self._set("connected", None)
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._commands(client))
