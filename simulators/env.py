@@ -31,6 +31,7 @@ import tty
 from pathlib import Path
 
 from simulators.modbus import ModbusSim, Point, _iwave
+from simulators.run import until_interrupted
 
 BOARD: tuple[Point, ...] = (
     Point("temperature", "input", 1, "int16", "AB", "degC", _iwave(231, 20, 600)),
@@ -151,10 +152,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args))
-    return 0
+    return until_interrupted(_serve(_parser().parse_args(argv)))
 
 
 if __name__ == "__main__":

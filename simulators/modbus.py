@@ -75,6 +75,7 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from simulators.pty import NullModem
+from simulators.run import until_interrupted
 
 FC_READ = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
 REGISTERS = {"holding": 200, "input": 200}
@@ -380,10 +381,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args))
-    return 0
+    return until_interrupted(_serve(_parser().parse_args(argv)))
 
 
 if __name__ == "__main__":

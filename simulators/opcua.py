@@ -52,6 +52,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from simulators.modbus import POINTS
+from simulators.run import until_interrupted
 
 for _name in ("asyncua", "asyncua.server", "asyncua.common", "asyncua.uaprotocol"):
     logging.getLogger(_name).setLevel(logging.ERROR)
@@ -273,10 +274,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(args))
-    return 0
+    return until_interrupted(_serve(_parser().parse_args(argv)))
 
 
 if __name__ == "__main__":

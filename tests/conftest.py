@@ -143,6 +143,18 @@ class InProcess:
     async def status(self) -> dict[str, Any]:
         return await self.request(cmd="status")
 
+    async def wait_status(self, predicate, timeout: float = 20.0) -> dict[str, Any]:
+        """Poll the control socket until predicate(status) holds; fail with the last status otherwise."""
+        st = await self.status()
+        try:
+            async with asyncio.timeout(timeout):
+                while not predicate(st):
+                    await asyncio.sleep(0.05)
+                    st = await self.status()
+        except TimeoutError:
+            raise AssertionError(f"timed out; last status: broker={st['broker']}, counters={st['counters']}") from None
+        return st
+
 
 class Process:
     """The daemon as a real process (`python -m gateway run`), for SIGKILL and exit-status tests."""

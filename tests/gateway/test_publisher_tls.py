@@ -174,17 +174,6 @@ def password_file(tmp_path: Path, password: str = GATEWAY_PASSWORD) -> dict:
     return {"password_file": str(path)}
 
 
-async def wait_status(gw: InProcess, predicate, timeout: float = 20.0) -> dict:
-    """Poll the control socket until predicate(status) holds; fail with the last status otherwise."""
-    st = await gw.status()
-    try:
-        async with asyncio.timeout(timeout):
-            while not predicate(st):
-                await asyncio.sleep(0.05)
-                st = await gw.status()
-    except TimeoutError:
-        raise AssertionError(f"timed out; last status: broker={st['broker']}, counters={st['counters']}") from None
-    return st
 
 
 def assert_all_arrived(up: Upstream) -> None:
@@ -240,7 +229,7 @@ async def test_refused_connection_keeps_readings_until_fixed(tmp_path, pki, brok
     broker = brokers(tls_broker(tmp_path, pki, mutual=mutual))
     path = gateway_config(tmp_path, broker, {"ca_file": str(getattr(pki, ca))}, password_file(tmp_path, password))
     async with InProcess(path) as gw:
-        st = await wait_status(gw, lambda s: s["counters"]["captured"] == READINGS and s["broker"]["state"] == "disconnected")
+        st = await gw.wait_status(lambda s: s["counters"]["captured"] == READINGS and s["broker"]["state"] == "disconnected")
         reason = st["broker"]["reason"]
         for word in words:
             assert word in reason, reason
@@ -251,7 +240,7 @@ async def test_refused_connection_keeps_readings_until_fixed(tmp_path, pki, brok
     path = gateway_config(tmp_path, broker, tls, password_file(tmp_path), devices=False)
     async with consumer(broker, pki) as up, InProcess(path) as gw:
         await up.wait(lambda rs: len({r["seq"] for r in rs}) >= READINGS)
-        await wait_status(gw, lambda s: s["buffer"]["rows"] == 0)
+        await gw.wait_status(lambda s: s["buffer"]["rows"] == 0)
     assert_all_arrived(up)
 
 

@@ -14,16 +14,6 @@ from tests.conftest import Broker, InProcess, Upstream, write_config
 BASE = "shopfloor/plant1/assembly/line1"
 
 
-async def wait_status(gw: InProcess, predicate, timeout: float = 20.0) -> dict:
-    st = await gw.status()
-    try:
-        async with asyncio.timeout(timeout):
-            while not predicate(st):
-                await asyncio.sleep(0.05)
-                st = await gw.status()
-    except TimeoutError:
-        raise AssertionError(f"timed out; last status: broker={st['broker']}, counters={st['counters']}") from None
-    return st
 
 
 async def test_mqtt5_end_to_end(tmp_path, broker):
@@ -35,7 +25,7 @@ async def test_mqtt5_end_to_end(tmp_path, broker):
         async with aiomqtt.Client("127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5) as mes:
             cmd = {"action": "start", "work_order": "WO-2024-0001", "operation": "10"}
             await mes.publish(f"{BASE}/st10/cmd/context", orjson.dumps(cmd), qos=1)
-        st = await wait_status(gw, lambda s: s["commands"]["accepted"] == 1)
+        st = await gw.wait_status(lambda s: s["commands"]["accepted"] == 1)
         assert st["contexts"]["st10"]["work_order"] == "WO-2024-0001"
         assert st["broker"]["state"] == "connected" and st["broker"]["refused"] == 0
     status = [data for topic, data in up.messages if topic.endswith("/_gateway/gw-test/status")]
@@ -57,7 +47,7 @@ async def test_message_refused_by_broker_acl_is_dead_lettered(tmp_path):
         ]
         path = write_config(tmp_path, broker.port, devices, mqtt={"protocol": "5", "max_pack": 10})
         async with Upstream(broker.port, "shopfloor/#") as up, InProcess(path) as gw:
-            st = await wait_status(gw, lambda s: s["counters"]["captured"] >= 150 and s["buffer"]["rows"] == 0)
+            st = await gw.wait_status(lambda s: s["counters"]["captured"] >= 150 and s["buffer"]["rows"] == 0)
             await up.wait(lambda rs: len({r["seq"] for r in rs if r["device"] == "press"}) >= 100)
         assert st["counters"]["dead_lettered"] == 50 and st["counters"]["published"] == 100
         # 50 rows in messages of up to 10 (how many depends on how fetches split them).
@@ -83,7 +73,7 @@ async def test_mqtt311_cannot_see_a_refusal(tmp_path):
         devices = [{"kind": "synthetic", "name": "secret", "rate": 1000, "tags": 2, "limit": 20}]
         path = write_config(tmp_path, broker.port, devices, mqtt={"protocol": "3.1.1"})
         async with Upstream(broker.port, "shopfloor/#") as up, InProcess(path) as gw:
-            st = await wait_status(gw, lambda s: s["counters"]["published"] == 20)
+            st = await gw.wait_status(lambda s: s["counters"]["published"] == 20)
         assert st["counters"]["dead_lettered"] == 0 and not up.records
     finally:
         broker.stop()
@@ -94,9 +84,9 @@ async def test_mqtt5_session_keeps_commands_sent_while_the_gateway_was_away(tmp_
     path = write_config(tmp_path, broker.port, [], mqtt={"protocol": "5"})
     async with InProcess(path) as gw:
         # The first connection creates the session and its subscription.
-        await wait_status(gw, lambda s: s["broker"]["state"] == "connected")
+        await gw.wait_status(lambda s: s["broker"]["state"] == "connected")
     async with aiomqtt.Client("127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5) as mes:
         await mes.publish(f"{BASE}/st10/cmd/context", orjson.dumps({"action": "start", "work_order": "WO-7"}), qos=1)
     async with InProcess(path) as gw:
-        st = await wait_status(gw, lambda s: s["commands"]["accepted"] == 1)
+        st = await gw.wait_status(lambda s: s["commands"]["accepted"] == 1)
     assert st["contexts"]["st10"]["work_order"] == "WO-7"
