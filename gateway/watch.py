@@ -12,10 +12,11 @@ import orjson
 
 def line(topic: str, rec: dict[str, Any]) -> str:
     kind = rec.get("type")
-    head = f"{rec.get('seq', '-'):>5} {rec.get('station', '')}/{rec.get('device', '')}"
+    where = "/".join(x for x in (rec.get("station"), rec.get("device")) if x)
+    head = f"{rec.get('seq', '-'):>5} {where}"
     if kind == "context":
         ops = ",".join(rec.get("operators") or []) or "-"
-        return f"{head}context {rec.get('event')}: work order {rec.get('work_order')} op {rec.get('operation')} lot {rec.get('lot')} operators {ops} ({rec.get('source')})"
+        return f"{head} context {rec.get('event')}: work order {rec.get('work_order')} op {rec.get('operation')} lot {rec.get('lot')} operators {ops} ({rec.get('source')})"
     where = f"[{rec['work_order']} lot {rec.get('lot')}]" if rec.get("context") == "active" else "[unassigned]"
     value = rec.get("value")
     unit = f" {rec['unit']}" if rec.get("unit") else ""
