@@ -8,8 +8,9 @@ The socket is created with mode 0660: who may change a station's work order is w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,21 @@ import orjson
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 LIMIT = 1 << 20
+SUN_PATH_MAX = 107  # bytes in sockaddr_un.sun_path, less the terminating NUL
+
+
+@contextlib.contextmanager
+def reachable(path: Path) -> Iterator[str]:
+    """A name for `path` that fits in sockaddr_un: the path itself, or (when the folder is deep,
+    as pytest's and systemd's can be) the same file through /proc/self/fd/<folder descriptor>."""
+    if len(os.fsencode(str(path))) <= SUN_PATH_MAX:
+        yield str(path)
+        return
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{fd}/{path.name}"
+    finally:
+        os.close(fd)
 
 
 async def serve(path: Path, handle: Handler, ready: asyncio.Event | None = None) -> None:
@@ -43,7 +59,8 @@ async def serve(path: Path, handle: Handler, ready: asyncio.Event | None = None)
 
     old = os.umask(0o117)
     try:
-        server = await asyncio.start_unix_server(client, path=str(path), limit=LIMIT)
+        with reachable(path) as name:
+            server = await asyncio.start_unix_server(client, path=name, limit=LIMIT)
     finally:
         os.umask(old)
     if ready is not None:
@@ -58,7 +75,8 @@ async def serve(path: Path, handle: Handler, ready: asyncio.Event | None = None)
 async def request(path: Path, req: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
     """Send one request to a running daemon. Raises OSError when none listens."""
     async with asyncio.timeout(timeout):
-        reader, writer = await asyncio.open_unix_connection(str(path), limit=LIMIT)
+        with reachable(path) as name:
+            reader, writer = await asyncio.open_unix_connection(name, limit=LIMIT)
         try:
             writer.write(orjson.dumps(req) + b"\n")
             await writer.drain()

@@ -114,3 +114,13 @@ async def test_plc_simulator_readings_arrive_stamped(tmp_path, broker):
             assert rec["lot"] == "L-7" and rec["context"] == "active" and rec["value"] >= 100000
     for r in up.records:
         jsonschema.validate({k: v for k, v in r.items() if k != "_topic"}, SCHEMA)
+
+
+async def test_control_socket_in_a_deep_folder(tmp_path, broker):
+    """sockaddr_un holds 107 bytes; a deeper buffer folder must still give a working control socket."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    path = write_config(deep, broker.port, [{"kind": "synthetic", "name": "press", "rate": 10, "tags": 1}])
+    async with InProcess(path) as gw:
+        assert len(str(gw.cfg.control_socket)) > 107
+        assert (await gw.status())["running"]
