@@ -130,10 +130,17 @@ class Outbox:
 
     async def __aenter__(self) -> Outbox:
         path = self.cfg.path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._lockfile = take_lock(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._lockfile = take_lock(path)
+        except OSError as exc:
+            raise BufferError(f"buffer.path {path}: cannot use it: {exc.strerror or exc}") from None
         try:
             self.db = await self._open(path)
+        except sqlite3.OperationalError as exc:
+            # Cannot open or write the file (permissions, read-only or missing folder): not corruption.
+            self._unlock()
+            raise BufferError(f"buffer.path {path}: cannot open it: {exc}") from None
         except sqlite3.DatabaseError as exc:
             # A corrupt file must not stop capture: set it aside for recovery and start afresh.
             aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
@@ -177,6 +184,9 @@ class Outbox:
             finally:
                 await self.db.close()
                 self.db = None
+        self._unlock()
+
+    def _unlock(self) -> None:
         if self._lockfile is not None:
             os.close(self._lockfile)
             self._lockfile = None
