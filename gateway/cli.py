@@ -142,7 +142,10 @@ def _age(ts: float | None) -> str:
 def render_status(st: dict[str, Any]) -> str:
     out = [f"gateway {st['gateway_id']}: {'running' if st.get('running') else 'NOT RUNNING'}"]
     if b := st.get("broker"):
-        out.append(f"broker  {b['broker']}: {b['state']} since {_age(b['since'])}" + (f" ({b['reason']})" if b.get("reason") else ""))
+        line = f"broker  {b['broker']}: {b['state']} since {_age(b['since'])}" + (f" ({b['reason']})" if b.get("reason") else "")
+        if lat := b.get("latency_ms"):
+            line += f"; ingest to PUBACK p50 {lat['p50']} ms, p99 {lat['p99']} ms"
+        out.append(line)
     buf = st["buffer"]
     age = buf.get("oldest_unsent_age")
     out.append(f"buffer  {buf['rows']} rows, {buf['bytes']} bytes, oldest unsent {'-' if age is None else f'{age:.1f}s'}")
