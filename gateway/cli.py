@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -192,9 +193,13 @@ async def _context(cfg, req: dict[str, Any]) -> dict[str, Any]:
 
     async with Outbox(cfg.buffer) as box:
         gw = Gateway(cfg, box, await box.contexts())
-        rsp = await gw.handle(req)
-        await box.flush()
-        return rsp
+        writer = asyncio.create_task(box.run())
+        try:
+            return await gw.handle(req)
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
 
 
 COMMANDS = {

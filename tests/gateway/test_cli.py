@@ -1,0 +1,57 @@
+"""The command line against a running gateway process, and without one."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import Process, Upstream, write_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gateway", *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
+async def test_status_and_context_against_a_running_gateway(tmp_path, broker):
+    path = write_config(tmp_path, broker.port, [{"kind": "synthetic", "name": "press", "rate": 100, "tags": 2}])
+    gw = Process(path, tmp_path / "gateway.log")
+    async with Upstream(broker.port, "shopfloor/#") as up:
+        gw.start()
+        try:
+            await up.wait(lambda rs: len(rs) >= 5)
+            r = await asyncio.to_thread(cli, "context", "set", "-c", str(path), "--work-order", "WO-5", "--lot", "L-5", "--operator", "op1")
+            assert r.returncode == 0, r.stderr
+            assert json.loads(r.stdout)["work_order"] == "WO-5"
+            await up.wait(lambda rs: any(x.get("work_order") == "WO-5" and x["type"] == "telemetry" for x in rs))
+            r = await asyncio.to_thread(cli, "status", "-c", str(path), "--json")
+            st = json.loads(r.stdout)
+            assert r.returncode == 0 and st["running"]
+            (dev,) = st["devices"]
+            assert dev["device"] == "press" and dev["state"] == "connected" and dev["last_reading"]
+            assert st["broker"]["state"] == "connected" and st["counters"]["read"] > 0
+            assert {"rows", "oldest_unsent_age"} <= st["buffer"].keys()
+            assert {"read", "buffered", "published", "dead_lettered", "discarded"} <= st["counters"].keys()
+            r = await asyncio.to_thread(cli, "status", "-c", str(path))
+            assert "work order WO-5" in r.stdout and "press" in r.stdout
+            r = await asyncio.to_thread(cli, "context", "clear", "-c", str(path))
+            assert r.returncode == 0 and json.loads(r.stdout)["state"] == "idle"
+        finally:
+            assert gw.terminate() == 0
+
+
+def test_context_and_status_without_a_running_gateway(tmp_path):
+    path = write_config(tmp_path, 1, [])
+    r = cli("context", "set", "-c", str(path), "--work-order", "WO-9")
+    assert r.returncode == 0, r.stderr
+    r = cli("status", "-c", str(path), "--json")
+    st = json.loads(r.stdout)
+    assert r.returncode == 69 and not st["running"]
+    assert st["contexts"]["st10"]["work_order"] == "WO-9"
+    assert st["buffer"]["rows"] == 1  # the journaled change waits for the gateway to send it
+    r = cli("context", "show", "-c", str(path))
+    assert r.returncode == 0 and "WO-9" in r.stdout
