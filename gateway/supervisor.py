@@ -72,9 +72,11 @@ async def supervise(cfg: Any, pipeline: Pipeline, health: Health, build=None) ->
                     await driver.connect()
             except TimeoutError:
                 raise NotConnected(f"connect timed out after {cfg.connect_timeout} s") from None
-            attempt = 0
             _state(health, "connected", None, recovered=was_up)
             was_up = True
+            # The backoff restarts only once the link has delivered something: a device that
+            # accepts connections and drops them at once is retried ever more slowly, not in a loop.
+            delivered = False
             it = driver.readings().__aiter__()
             silence = cfg.silence_timeout
             while True:
@@ -86,6 +88,8 @@ async def supervise(cfg: Any, pipeline: Pipeline, health: Health, build=None) ->
                         raise NotConnected(f"no reading for {silence} s") from None
                 else:
                     r = await anext(it)
+                if not delivered:
+                    delivered, attempt = True, 0
                 health.readings += 1
                 health.last_reading = r.ts
                 if r.quality != "good":
