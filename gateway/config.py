@@ -10,9 +10,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
-from gateway.device import NAME, RESERVED_NAMES
+from gateway.device import NAME, RESERVED_NAMES, Strict
 from gateway.errors import ConfigError
 from gateway.registry import DeviceConfig
 from gateway.scan.config import ScanSettings
@@ -20,8 +25,6 @@ from gateway.scan.config import ScanSettings
 TOPIC_LEVEL = r"^[^/#+\s]{1,64}$"
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class StationConfig(Strict):

@@ -5,14 +5,19 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+TAG_NAME = r"^[A-Za-z0-9_.:-]{1,128}$"
 # Topic levels the gateway itself uses below a station; a device may not take them.
 RESERVED_NAMES = frozenset({"context", "cmd", "_gateway"})
 
 
-class DeviceBase(BaseModel):
-    """Common fields of every entry under `devices:`. Each driver's config extends it with `kind`."""
+class Strict(BaseModel):
+    """Base of every configuration model: unknown keys are errors, values are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DeviceBase(Strict):
+    """Common fields of every entry under `devices:`. Each driver's config extends it with `kind`."""
 
     name: str = Field(pattern=NAME, description="Unique device name; the topic level and the `device` field of every record.")
     station: str | None = Field(

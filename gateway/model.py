@@ -14,9 +14,8 @@ TELEMETRY = "telemetry"
 SCAN = "scan"
 RFID = "rfid"
 ALARM = "alarm"
-EVENT = "event"
 CONTEXT = "context"
-PROTECTED = frozenset({SCAN, RFID, ALARM, EVENT, CONTEXT})
+PROTECTED = frozenset({SCAN, RFID, ALARM, CONTEXT})
 
 
 @dataclass(slots=True)

@@ -31,7 +31,7 @@ import tty
 from pathlib import Path
 
 from simulators.modbus import ModbusSim, Point, _iwave
-from simulators.run import until_interrupted
+from simulators.run import stop_task, until_interrupted
 
 BOARD: tuple[Point, ...] = (
     Point("temperature", "input", 1, "int16", "AB", "degC", _iwave(231, 20, 600)),
@@ -67,10 +67,7 @@ class AsciiSensor:
         return self
 
     async def __aexit__(self, *exc) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_task(self._task)
         for fd in self._fds or ():
             os.close(fd)
 

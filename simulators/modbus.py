@@ -75,7 +75,7 @@ from pymodbus.server import ModbusSerialServer, ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from simulators.pty import NullModem
-from simulators.run import until_interrupted
+from simulators.run import stop_task, until_interrupted
 
 FC_READ = {"coil": 1, "discrete": 2, "holding": 3, "input": 4}
 REGISTERS = {"holding": 200, "input": 200}
@@ -223,10 +223,7 @@ class ModbusSim:
         return self
 
     async def __aexit__(self, *exc) -> None:
-        if self._ticker:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+        await stop_task(self._ticker)
         await self.stop()
         await self._stack.aclose()
 

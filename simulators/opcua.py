@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 import socket
 import sys
@@ -52,7 +51,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from simulators.modbus import POINTS
-from simulators.run import until_interrupted
+from simulators.run import free_port, stop_task, until_interrupted
 
 for _name in ("asyncua", "asyncua.server", "asyncua.common", "asyncua.uaprotocol"):
     logging.getLogger(_name).setLevel(logging.ERROR)
@@ -80,12 +79,6 @@ def make_certificate(folder: Path, name: str, uri: str, server: bool) -> tuple[P
     key_path.write_bytes(cert_gen.dump_private_key_as_pem(key))
     key_path.chmod(0o600)
     return cert_path, key_path
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 class _Users:
@@ -129,16 +122,13 @@ class OpcUaSim:
             self._tmp = tempfile.TemporaryDirectory(prefix="opcua-sim-")
             self.cert_dir = Path(self._tmp.name)
         self.cert, self.key = make_certificate(Path(self.cert_dir), "simulator", APP_URI, server=True)
-        self.port = self.port or _free_port(self.host)
+        self.port = self.port or free_port(self.host)
         await self.start()
         self._ticker = asyncio.create_task(self._tick())
         return self
 
     async def __aexit__(self, *exc) -> None:
-        if self._ticker:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+        await stop_task(self._ticker)
         await self.stop()
         if self._tmp:
             self._tmp.cleanup()

@@ -9,16 +9,10 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from drivers.common.config import TagRules
-from gateway.device import DeviceBase
-
-TAG_NAME = r"^[A-Za-z0-9_.:-]{1,128}$"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from gateway.device import TAG_NAME, DeviceBase, Strict
 
 
 class TagSettings(TagRules):

@@ -8,21 +8,18 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from drivers.common.config import Limits, Plausible, TagRules
-from gateway.device import DeviceBase
+from gateway.device import TAG_NAME, DeviceBase, Strict
 
 Table = Literal["holding", "input", "coil", "discrete"]
 DataType = Literal["int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64", "string", "bit", "bool"]
 WIDTH = {"int16": 1, "uint16": 1, "int32": 2, "uint32": 2, "int64": 4, "uint64": 4, "float32": 2, "float64": 4, "bit": 1, "bool": 1}
-TAG_NAME = r"^[A-Za-z0-9_.:-]{1,128}$"
 # reference-number prefix -> table (0xxxx coils, 1xxxx discrete inputs, 3xxxx input, 4xxxx holding)
 REFERENCE = {0: "coil", 1: "discrete", 3: "input", 4: "holding"}
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Tag(TagRules):

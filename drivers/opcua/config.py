@@ -5,17 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from drivers.common.config import TagRules
-from gateway.device import DeviceBase
+from gateway.device import TAG_NAME, DeviceBase, Strict
 from gateway.errors import DriverFatal
-
-TAG_NAME = r"^[A-Za-z0-9_.:-]{1,128}$"
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Node(TagRules):

@@ -3,7 +3,6 @@ JSON object (for integrators checking labels)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 

@@ -7,13 +7,13 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
+
+from gateway.device import Strict
 
 Command = Literal["end", "logout_all"]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 def _regex(value: str | None) -> str | None:
@@ -25,7 +25,7 @@ def _regex(value: str | None) -> str | None:
     return value
 
 
-class Patterns(_Strict):
+class Patterns(Strict):
     """Regular expressions (full match, after the AIM identifier is removed) tried before GS1 decoding.
 
     Named groups carry values: `work_order` and `operation` for travelers, `badge` for badges, `lot`
@@ -43,7 +43,7 @@ class Patterns(_Strict):
     _check = field_validator("work_order", "badge", "lot")(_regex)
 
 
-class ScanSettings(_Strict):
+class ScanSettings(Strict):
     """How a station reads and validates scans."""
 
     patterns: Patterns = Field(default_factory=Patterns, description="What travelers, badges, lot labels and commands look like.")

@@ -3,7 +3,6 @@ not authorized by its ACL): dead-lettered with the reason, never counted as deli
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 
 import aiomqtt
