@@ -22,6 +22,8 @@ import uuid
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+from gateway import ids
+
 Source = Literal["scan", "mes", "cli"]
 AUTHORITATIVE = frozenset({"mes", "cli"})
 
@@ -93,6 +95,7 @@ class Event:
 def apply(cur: Context, ch: Change, now: float | None = None) -> tuple[Context, list[Event]]:
     """Apply a change; return the new context and the events to journal (empty when nothing changed)."""
     now = time.time() if now is None else now
+    _check(ch)
     if ch.source not in AUTHORITATIVE and cur.active and cur.source in AUTHORITATIVE:
         if ch.action == "end" or (ch.action == "start" and ch.work_order != cur.work_order):
             raise ContextRefused(
@@ -148,6 +151,23 @@ def apply(cur: Context, ch: Change, now: float | None = None) -> tuple[Context, 
         kind = "operator_in" if ch.action == "login" else "operator_out"
         return new, [Event(kind, new, ch.source, ch.reason)]
     raise ValueError(f"unknown action {ch.action!r}")
+
+
+MAX_OPERATORS = 16  # people logged in at one station at once
+
+
+def _check(ch: Change) -> None:
+    """Every identifier that enters a context is bounded, whatever the entry (scan, CLI, MES)."""
+    for name in ("work_order", "operation", "lot"):
+        value = getattr(ch, name)
+        if value is not None and (why := ids.problem(value)) is not None:
+            raise ContextRefused("invalid_identifier", f"{name} {why}")
+    if ch.operators is not None:
+        if len(ch.operators) > MAX_OPERATORS:
+            raise ContextRefused("invalid_identifier", f"{len(ch.operators)} operators; at most {MAX_OPERATORS} at one station")
+        for op in ch.operators:
+            if (why := ids.problem(op)) is not None:
+                raise ContextRefused("invalid_identifier", f"operator {why}")
 
 
 def _update(cur: Context, ch: Change, now: float) -> tuple[Context, list[Event]]:
