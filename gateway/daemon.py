@@ -1,11 +1,13 @@
 """The daemon: one TaskGroup with the outbox writer, the publisher, a supervisor per device, the
 control socket and the systemd watchdog. SIGTERM stops reading, flushes the outbox, waits (bounded)
-for in-flight PUBACKs, and exits 0.
+for in-flight PUBACKs, and exits 0; the whole stop ends within STOP_SECONDS, and a second SIGTERM
+ends the process at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -17,7 +19,7 @@ import structlog
 from gateway import control
 from gateway.config import Config
 from gateway.context import Change, ContextRefused
-from gateway.errors import ConfigError, DriverFatal
+from gateway.errors import BufferError, ConfigError, DriverFatal
 from gateway.notify import notify, watchdog_interval
 from gateway.outbox import Outbox
 from gateway.pipeline import SCAN_KINDS, Pipeline
@@ -135,7 +137,7 @@ class Gateway:
                 "oldest_unsent_age": round(time.time() - oldest, 3) if oldest else None,
                 "pending_commit": self.outbox.pending(),
             },
-            "counters": {"read": self.pipeline.read, "buffered": st.counters["captured"], **st.counters},
+            "counters": {"read": self.pipeline.read, "buffered": st.counters["captured"], **st.counters, "internal_errors": self.pipeline.internal_errors},
             "broker": self.publisher.to_json(),
             "commands": self.commands,
             "contexts": {s: c.to_json() for s, c in self.pipeline.contexts.items()},
@@ -182,61 +184,158 @@ def missing_parts(cfg: Config) -> list[str]:
     return problems
 
 
+# Exit statuses of `run` (sysexits.h): what systemd and a technician read from a stop.
+EX_OK = 0
+EX_SOFTWARE = 70  # the stop overran its bound: something would not end
+EX_IOERR = 74  # the buffer refused writes until the end: readings were never captured (count logged)
+STOP_SECONDS = 10.0  # a stop ends within this, whatever is in flight: the parts below add up to it
+STOP_DRAIN_SECONDS = 6.5  # stop devices, commit, deliver (DRAIN_SECONDS of it), say offline
+STOP_HALT_SECONDS = 1.5  # end every task, cancelling again those that swallow a cancel
+STOP_FLUSH_SECONDS = 1.5  # last commits of what the disk refused so far
+
+
 async def run(cfg: Config, stop: asyncio.Event | None = None, started=None) -> int:
     """Run until SIGTERM/SIGINT (or until `stop` is set, for embedding and tests).
 
-    `started(gateway)` is called once everything runs.
+    `started(gateway)` is called once everything runs. Returns the exit status.
     """
     preflight(cfg)
     if stop is None:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-    async with Outbox(cfg.buffer) as outbox:
-        gw = Gateway(cfg, outbox, await outbox.contexts())
-        log.info(
-            "gateway_started",
-            gateway_id=cfg.gateway.id,
-            devices=len(cfg.devices),
-            buffered_rows=outbox.stats.rows,
-            broker=f"{cfg.mqtt.host}:{cfg.mqtt.effective_port}",
-        )
-        async with asyncio.TaskGroup() as tg:
-            writer = tg.create_task(outbox.run())
-            publisher = tg.create_task(gw.publisher.run())
-            listening = asyncio.Event()
-            ctl = tg.create_task(control.serve(cfg.control_socket, gw.handle, listening))
-            devices = [
-                tg.create_task(supervise(d, gw.pipeline, gw.health[d.name]), name=d.name)
-                for d in cfg.devices
-                if d.enabled
-            ]
-            wd = tg.create_task(_watchdog(gw.summary))
+        _on_signals(stop)
+    status = EX_OK
+    try:
+        async with Outbox(cfg.buffer) as outbox:
+            status = await _serve(cfg, outbox, stop, started)
+            if await _final_flush(outbox, STOP_FLUSH_SECONDS):
+                status = EX_IOERR
+    except BufferError:
+        if status != EX_IOERR:  # already reported with the count of readings it concerns
+            raise
+    log.info("gateway_stopped", buffered_rows=outbox.stats.rows, exit_status=status)
+    return status
+
+
+async def _serve(cfg: Config, outbox: Outbox, stop: asyncio.Event, started) -> int:
+    """The gateway's tasks, from start to the end of a stop; returns the exit status so far."""
+    gw = Gateway(cfg, outbox, await outbox.contexts())
+    log.info(
+        "gateway_started",
+        gateway_id=cfg.gateway.id,
+        devices=len(cfg.devices),
+        buffered_rows=outbox.stats.rows,
+        broker=f"{cfg.mqtt.host}:{cfg.mqtt.effective_port}",
+    )
+    status = EX_OK
+    async with asyncio.TaskGroup() as tg:
+        writer = tg.create_task(outbox.run())
+        publisher = tg.create_task(gw.publisher.run())
+        listening = asyncio.Event()
+        ctl = tg.create_task(control.serve(cfg.control_socket, gw.handle, listening))
+        devices = [
+            tg.create_task(supervise(d, gw.pipeline, gw.health[d.name]), name=d.name)
+            for d in cfg.devices
+            if d.enabled
+        ]
+        wd = tg.create_task(_watchdog(gw.summary))
+        others = [publisher, ctl, wd, writer]
+        try:
             await listening.wait()
             notify(f"READY=1\nSTATUS={gw.summary()}")
             if started is not None:
                 started(gw)
             await stop.wait()
             notify("STOPPING=1")
-            log.info("gateway_stopping")
-            for t in devices:
-                t.cancel()
-            await asyncio.gather(*devices, return_exceptions=True)
+            log.info("gateway_stopping", bound_seconds=STOP_SECONDS)
+            async with asyncio.timeout(STOP_DRAIN_SECONDS):
+                await _stop(gw, devices)
+        except TimeoutError:
+            log.error("shutdown_overran", bound_seconds=STOP_DRAIN_SECONDS, inflight=gw.publisher.inflight)
+            status = EX_SOFTWARE
+        finally:
+            # Also on the way out of a failure: no task may keep the TaskGroup (and the process) alive.
+            stuck = await halt([*devices, *others], STOP_HALT_SECONDS)
+            if stuck:
+                log.error("shutdown_stuck_tasks", tasks=sorted(t.get_name() for t in stuck))
+    return status
+
+
+async def _stop(gw: Gateway, devices: list[asyncio.Task]) -> None:
+    """Stop reading, commit what was read, deliver what the broker takes within DRAIN_SECONDS."""
+    await halt(devices, STOP_HALT_SECONDS)
+    outbox = gw.outbox
+    try:
+        await outbox.flush()
+    except BufferError:
+        return  # the rows stay in memory; _final_flush retries and reports what is lost
+    # Deliver what is buffered while the broker is there, within a bound; the rest stays on disk.
+    try:
+        async with asyncio.timeout(DRAIN_SECONDS):
+            if gw.publisher.state == "connected":
+                await outbox.empty.wait()
+            await gw.publisher.idle.wait()
+    except TimeoutError:
+        # A broker that takes nothing would not take the goodbye either: its will says offline.
+        log.warning("shutdown_undelivered", inflight=gw.publisher.inflight, buffered_rows=outbox.stats.rows)
+        return
+    await gw.publisher.goodbye()
+
+
+async def _final_flush(outbox: Outbox, seconds: float) -> int:
+    """Commit what is still in memory, retrying briefly while the disk refuses; return how many
+    readings could not be captured (and say so: they are lost with the process)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        try:
             await outbox.flush()
-            # Deliver what is buffered while the broker is there, within a bound; the rest stays on disk.
-            try:
-                async with asyncio.timeout(DRAIN_SECONDS):
-                    if gw.publisher.state == "connected":
-                        await outbox.empty.wait()
-                    await gw.publisher.idle.wait()
-            except TimeoutError:
-                log.warning("shutdown_undelivered", inflight=gw.publisher.inflight, buffered_rows=outbox.stats.rows)
-            await gw.publisher.goodbye()
-            for t in (publisher, ctl, wd, writer):
-                t.cancel()
-    log.info("gateway_stopped", buffered_rows=outbox.stats.rows)
-    return 0
+            return 0
+        except BufferError as exc:
+            if loop.time() >= deadline:
+                n = outbox.pending()
+                log.error("shutdown_uncaptured", readings=n, error=str(exc))
+                return n
+        await asyncio.sleep(0.2)
+
+
+async def halt(tasks: list[asyncio.Task], seconds: float) -> set[asyncio.Task]:
+    """Cancel tasks and wait for them, within a bound; return those that would not end.
+
+    A task is cancelled again each round: on Python 3.11 `asyncio.wait_for` (aiomqtt uses it) can
+    swallow a cancellation that races the operation it waits for, and a lost cancel would keep the
+    TaskGroup, and the process, waiting forever.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    pending = {t for t in tasks if not t.done()}
+    while pending:
+        left = deadline - loop.time()
+        if left <= 0:
+            break
+        for t in pending:
+            t.cancel()
+        _, pending = await asyncio.wait(pending, timeout=min(0.25, left))
+    return pending
+
+
+def _on_signals(stop: asyncio.Event) -> None:
+    """SIGTERM/SIGINT stop the gateway; a second one ends the process at once.
+
+    Plain signal handlers, not the loop's: they run even while the loop is stuck, so the second
+    signal always ends the process (status 128 + signal, as a shell reports it).
+    """
+    loop = asyncio.get_running_loop()
+    got: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        got.append(signum)
+        if len(got) > 1:
+            os.write(2, b'{"event": "shutdown_forced", "level": "error", "signal": %d}\n' % signum)
+            os._exit(128 + signum)
+        loop.call_soon_threadsafe(stop.set)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)
 
 
 async def _watchdog(summary: Callable[[], str]) -> None:

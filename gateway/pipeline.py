@@ -2,24 +2,34 @@
 
 Station contexts live in memory for stamping and in the outbox file for restarts; every change is
 journaled as a record in the same transaction that stores the new state.
+
+`submit()` never raises and never loses a reading: when a stage after the driver fails (the scan
+rules, stamping, encoding — a bug, or data nobody foresaw), the reading is still captured, as a
+record with quality `bad`, status `rejected`, reason_code `internal_error` and its raw bytes, and
+counted in `internal_errors`. The traceback is logged once per device and exception type.
 """
 
 from __future__ import annotations
 
+import base64
 import time
 from typing import Any
 
+import orjson
 import structlog
 
 from gateway.config import Config
-from gateway.context import Change, Context, ContextRefused, apply
-from gateway.model import CONTEXT, PROTECTED, RFID, SCAN, Reading
+from gateway.context import Change, Context, ContextRefused, Event, apply
+from gateway.model import ALARM, CONTEXT, PROTECTED, RFID, SCAN, TELEMETRY, Reading
 from gateway.outbox import Outbox
-from gateway.record import Origin, context_event, encode, stamp
+from gateway.record import OPTS, SCHEMA, Origin, context_event, context_fields, encode, stamp, utc
 
 log = structlog.get_logger("gateway.pipeline")
 # Device kinds whose readings go through the station's scan rules (gateway.scan.rules).
 SCAN_KINDS = frozenset({"scanner_serial", "scanner_evdev", "rfid_serial"})
+TYPES = frozenset({TELEMETRY, SCAN, RFID, ALARM})  # what a driver may produce
+Planned = tuple[Context, list[Event]]  # a context change worked out, not yet applied
+INTERNAL_ERROR = {"status": "rejected", "reason_code": "internal_error", "message": "internal error in the gateway; the reading is kept"}
 
 
 class Pipeline:
@@ -36,14 +46,15 @@ class Pipeline:
             state = (saved or {}).get(s.name)
             self.contexts[s.name] = Context.from_json(state) if state else Context(s.name)
         self.read = 0
-        # --- scan rules (issue 5): one per station that has scanners or RFID readers; lists load here, at start.
+        self.internal_errors = 0
+        self._reported: set[tuple[str, str]] = set()
+        # Scan rules: one per station that has scanners or RFID readers; lists load here, at start.
         self.rules: dict[str, Any] = {}
         scan_stations = {cfg.station_of(d) for d in cfg.devices if d.kind in SCAN_KINDS}
         if scan_stations:
             from gateway.scan.rules import ScanRules
 
             self.rules = {s.name: ScanRules(s.scan) for s in g.stations if s.name in scan_stations}
-        # --- end scan rules
 
     def station_topic(self, station: str) -> str:
         g = self.cfg.gateway
@@ -52,42 +63,92 @@ class Pipeline:
     def submit(self, origin: Origin, r: Reading) -> tuple[int, dict[str, Any] | None]:
         """Stamp and queue one reading; return (commit ticket, outcome for the device's feedback)."""
         self.read += 1
-        outcome = None
-        if r.type in (SCAN, RFID):
-            outcome = self._scan_outcome(origin, r)
-        ctx = self.contexts[origin.station]
-        rec = stamp(r, origin, ctx, time.time(), outcome)
-        return self.outbox.put(origin.topic(r.type), encode(rec), r.type in PROTECTED, urgent=r.ack is not None), outcome
+        try:
+            return self._submit(origin, r)
+        except Exception as exc:  # noqa: BLE001 - the capture path's containment boundary (module doc)
+            return self._salvage(origin, r, exc)
 
-    # --- scan rules (issue 5) ---------------------------------------------------------------------
-    def _scan_outcome(self, origin: Origin, r: Reading) -> dict[str, Any]:
-        """Judge a scan or RFID read with the station's rules; apply the context change it asks for
-        first, so the record is stamped with the context after it. Replaces `r.fields` with the
-        decoded fields."""
-        rules = self.rules.get(origin.station)
+    def _submit(self, origin: Origin, r: Reading) -> tuple[int, dict[str, Any] | None]:
+        outcome = planned = None
         ctx = self.contexts[origin.station]
+        if r.type in (SCAN, RFID):
+            outcome, planned = self._scan_outcome(origin, r, ctx)
+            if planned is not None:
+                ctx = planned[0]
+        data = encode(stamp(r, origin, ctx, time.time(), outcome))
+        # The context change a scan asks for takes effect only once its record exists: a scan whose
+        # record could not be built is rejected, and then it changed nothing.
+        if planned is not None:
+            self._journal(origin.station, *planned)
+        return self.outbox.put(origin.topic(r.type), data, r.type in PROTECTED, urgent=r.ack is not None), outcome
+
+    def _salvage(self, origin: Origin, r: Reading, exc: Exception) -> tuple[int, dict[str, Any]]:
+        """Capture a reading whose stages failed, from parts that cannot fail themselves."""
+        from gateway.supervisor import describe
+
+        self.internal_errors += 1
+        key = (origin.device, type(exc).__name__)
+        if key not in self._reported:
+            self._reported.add(key)
+            log.error("stage_failed", device=origin.device, tag=str(r.tag)[:128], error=describe(exc), exc_info=exc)
+        type_ = r.type if r.type in TYPES else TELEMETRY
+        now = time.time()
+        ts = r.ts if isinstance(r.ts, (int, float)) and 0 < r.ts < 32503680000 else now
+        rec: dict[str, Any] = {
+            "gateway_id": origin.gateway_id,
+            "schema": SCHEMA,
+            "type": type_,
+            "ts": utc(ts),
+            "ingested_at": utc(now),
+            "site": origin.site,
+            "area": origin.area,
+            "line": origin.line,
+            "station": origin.station,
+            "device": origin.device,
+            "device_kind": origin.device_kind,
+            "tag": str(r.tag)[:128],
+            "value": None,
+            "unit": None,
+            "quality": "bad",
+            "reason": f"internal_error: {describe(exc)}",
+            **context_fields(self.contexts[origin.station]),
+            **INTERNAL_ERROR,
+        }
+        if isinstance(r.raw, (bytes, bytearray)):
+            rec["raw"] = base64.b64encode(r.raw).decode()
+        # orjson directly, not encode(): the failing stage may be the encoder itself.
+        ticket = self.outbox.put(origin.topic(type_), orjson.dumps(rec, option=OPTS)[1:], type_ in PROTECTED, urgent=r.ack is not None)
+        return ticket, dict(INTERNAL_ERROR)
+
+    def _scan_outcome(self, origin: Origin, r: Reading, ctx: Context) -> tuple[dict[str, Any], Planned | None]:
+        """Judge a scan or RFID read with the station's rules; return its outcome and the context
+        change it asks for, planned but not applied (the record is stamped with the context after
+        it). Replaces `r.fields` with the decoded fields."""
+        rules = self.rules.get(origin.station)
         if rules is None:  # a scan from a device kind the rules do not know (e.g. a synthetic one)
-            return {"status": "accepted" if ctx.active else "unassigned", "reason_code": None if ctx.active else "no_active_order"}
+            return {"status": "accepted" if ctx.active else "unassigned", "reason_code": None if ctx.active else "no_active_order"}, None
         v = rules.evaluate(r, ctx, time.time())
         status, code, message = v.status, v.reason_code, v.message
+        planned = None
         if v.change is not None:
             try:
-                self.change(origin.station, v.change)
+                planned = apply(ctx, v.change, time.time())
             except ContextRefused as exc:
                 status, code, message = "rejected", exc.code, str(exc)
         r.fields = v.fields
-        return {"status": status, "reason_code": code, "message": message}
-
-    # --- end scan rules ---------------------------------------------------------------------------
+        return {"status": status, "reason_code": code, "message": message}, planned
 
     def change(self, station: str, ch: Change) -> tuple[int, Context]:
         """Apply a context change; journal it; return (commit ticket, new context).
 
         Raises ContextRefused (nothing changes) or KeyError for an unknown station.
         """
-        cur = self.contexts[station]
+        new, events = apply(self.contexts[station], ch, time.time())
+        return self._journal(station, new, events), new
+
+    def _journal(self, station: str, new: Context, events: list[Event]) -> int:
+        """Make `new` the station's context, stored with the events that journal the change."""
         now = time.time()
-        new, events = apply(cur, ch, now)
         self.contexts[station] = new
         g = self.cfg.gateway
         origin = Origin(g.id, g.site, g.area, g.line, station, "", "", self.cfg.mqtt.topic_prefix)
@@ -97,7 +158,7 @@ class Pipeline:
             log.info("context_changed", station=station, change=ev.event, source=ev.source, work_order=ev.context.work_order,
                      operation=ev.context.operation, lot=ev.context.lot, operators=list(ev.context.operators),
                      context_id=ev.context.context_id, version=ev.context.version)
-        return ticket, new
+        return ticket
 
 
 __all__ = ["Pipeline", "ContextRefused", "Change"]

@@ -2,7 +2,12 @@
 
 Drivers hold device logic only. Here: timeouts on connect, exponential backoff with jitter between
 attempts, a silence watchdog, and exactly one log event per state change (connected, lost,
-recovered, failed) — never one per poll or per retry.
+recovered, failed, crashed) — never one per poll or per retry.
+
+This is the containment boundary of a device: whatever a driver (or a library under it) raises, of
+any type, ends here. The device is marked `crashed` with the exception's type and message, the
+traceback is logged once per crash episode, the driver is closed and rebuilt after a backoff, and no
+other device notices. Only cancellation (a stop) leaves a supervisor.
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+import traceback
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +42,30 @@ class Health:
     bad: int = 0
     attempts: int = 0  # failed connection attempts in the current outage
     outages: int = 0
+    crashes: int = 0
+    error: dict[str, Any] | None = None  # the last crash: type, message, when
+    traced: set[tuple[str, str, int]] = field(default_factory=set)  # crash sites whose traceback is logged
+    # The driver's own counters (framing errors, CRC errors …): totals of the drivers closed so far,
+    # plus the live dict of the one running, so the figures survive reconnects.
+    totals: Counter = field(default_factory=Counter)
+    live: dict[str, int] | None = None
+
+    def counters(self) -> dict[str, int]:
+        out = Counter(self.totals)
+        if self.live:
+            out.update(self.live)
+        return dict(out)
+
+    def adopt(self, driver: Any) -> None:
+        """Follow the counters of a newly built driver (an attribute `counters: dict[str, int]`)."""
+        c = getattr(driver, "counters", None)
+        self.live = c if isinstance(c, dict) else None
+
+    def release(self) -> None:
+        """The driver is closed: keep its counters in the totals."""
+        if self.live:
+            self.totals.update({k: v for k, v in self.live.items() if isinstance(v, int)})
+        self.live = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -48,6 +79,9 @@ class Health:
             "bad": self.bad,
             "attempts": self.attempts,
             "outages": self.outages,
+            "crashes": self.crashes,
+            "error": self.error,
+            "counters": self.counters(),
         }
 
 
@@ -61,12 +95,15 @@ async def supervise(cfg: Any, pipeline: Pipeline, health: Health, build=None) ->
     """Run one device until cancelled (or until its driver fails fatally or finishes)."""
     origin = pipeline.origins[cfg.name]
     attempt = 0
+    crash_streak = 0  # crashes without a calm CALM_SECONDS between them: their backoff grows
     was_up = False
+    up_since = 0.0
     while True:
         driver = None
         delay = None
         try:
             driver = (build or cfg.build)()
+            health.adopt(driver)
             try:
                 async with asyncio.timeout(cfg.connect_timeout):
                     await driver.connect()
@@ -74,6 +111,7 @@ async def supervise(cfg: Any, pipeline: Pipeline, health: Health, build=None) ->
                 raise NotConnected(f"connect timed out after {cfg.connect_timeout} s") from None
             _state(health, "connected", None, recovered=was_up)
             was_up = True
+            up_since = time.monotonic()
             # The backoff restarts only once the link has delivered something: a device that
             # accepts connections and drops them at once is retried ever more slowly, not in a loop.
             delivered = False
@@ -94,6 +132,7 @@ async def supervise(cfg: Any, pipeline: Pipeline, health: Health, build=None) ->
                 health.last_reading = r.ts
                 if r.quality != "good":
                     health.bad += 1
+                # submit() never raises: a failure after the driver is captured there as a bad record.
                 ticket, outcome = pipeline.submit(origin, r)
                 if r.ack is not None:
                     await pipeline.outbox.committed(ticket)
@@ -112,25 +151,48 @@ async def supervise(cfg: Any, pipeline: Pipeline, health: Health, build=None) ->
         except (DriverFatal, ConfigError, ImportError) as exc:
             _state(health, "failed", str(exc))
             return
-        except (OSError, ValueError, RuntimeError, LookupError, TypeError, AttributeError) as exc:
-            # A bug or an unforeseen device answer in one driver must not stop the other devices:
-            # the device is marked failed with the traceback logged once, and retried slowly.
-            if health.state != "crashed":
-                log.exception("device_crashed", device=health.device, kind=health.kind, error=repr(exc))
-            _state(health, "crashed", repr(exc), quiet=True)
-            delay = cfg.backoff_max
+        except Exception as exc:  # noqa: BLE001 - the device's containment boundary (see the module doc)
+            if up_since and time.monotonic() - up_since > CALM_SECONDS:
+                crash_streak = 0
+            delay = backoff(crash_streak, cfg.backoff_initial, cfg.backoff_max)
+            crash_streak += 1
+            _crashed(health, exc)
         finally:
             if driver is not None:
                 await _close(driver, health)
+            health.release()
         await asyncio.sleep(delay)
+
+
+CALM_SECONDS = 60.0  # a driver that ran this long before crashing is restarted at the initial backoff
+
+
+def describe(exc: BaseException, limit: int = 300) -> str:
+    """`Type: message`, bounded: a library's message may carry a whole frame."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _crashed(h: Health, exc: Exception) -> None:
+    h.crashes += 1
+    h.error = {"type": type(exc).__name__, "message": describe(exc), "at": time.time()}
+    if h.state != "crashed":
+        # One event per crash; the traceback only the first time this crash site is seen, so a
+        # driver that crashes on every restart cannot flood the journal.
+        tb = traceback.extract_tb(exc.__traceback__)
+        site = (type(exc).__name__, tb[-1].filename, tb[-1].lineno) if tb else (type(exc).__name__, "", 0)
+        first = site not in h.traced
+        h.traced.add(site)
+        log.error("device_crashed", device=h.device, kind=h.kind, error=describe(exc), crashes=h.crashes, exc_info=exc if first else None)
+    _state(h, "crashed", describe(exc), quiet=True)
 
 
 async def _close(driver: Any, health: Health) -> None:
     try:
         async with asyncio.timeout(5):
             await driver.aclose()
-    except (OSError, TimeoutError, RuntimeError) as exc:
-        log.warning("device_close_failed", device=health.device, error=repr(exc))
+    except Exception as exc:  # noqa: BLE001 - still inside the device's boundary
+        log.warning("device_close_failed", device=health.device, error=describe(exc))
 
 
 def _state(h: Health, state: str, reason: str | None, recovered: bool = False, quiet: bool = False) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import AsyncIterator
@@ -34,6 +35,8 @@ class Synthetic:
                 i = self.count
                 self.count += 1
                 tag = names[i % cfg.tags]
+                if cfg.crash_every and i % cfg.crash_every == cfg.crash_every - 1:
+                    raise _crash(cfg.crash_with, i)
                 if cfg.bad_every and i % cfg.bad_every == cfg.bad_every - 1:
                     yield Reading(tag, None, now, "bad", cfg.unit, "synthetic fault")
                 else:
@@ -43,3 +46,13 @@ class Synthetic:
 
     async def aclose(self) -> None:
         return None
+
+
+def _crash(kind: str, i: int) -> Exception:
+    """An error of a type nobody lists, as a library might raise it."""
+    message = f"synthetic crash at reading {i}"
+    if kind == "IncompleteReadError":
+        return asyncio.IncompleteReadError(b"partial", 8)
+    if kind == "KeyError":
+        return KeyError(message)
+    return {"ZeroDivisionError": ZeroDivisionError, "EOFError": EOFError, "AssertionError": AssertionError}[kind](message)
