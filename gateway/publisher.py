@@ -131,6 +131,7 @@ class Publisher:
         self.sent_messages = 0
         self.refused_messages = 0
         self._refusals_logged: set[tuple[str, int]] = set()
+        self._traced: set[str] = set()  # exception types whose traceback is logged
         self.hooks: PahoHooks | None = None
         self.inflight = 0
         self.connects = 0
@@ -138,6 +139,11 @@ class Publisher:
         self.latency: deque[float] = deque(maxlen=20_000)  # ingest -> PUBACK, seconds, recent rows
         self.idle = asyncio.Event()  # set while nothing awaits a PUBACK
         self.idle.set()
+        self.warnings: list[str] = []
+        if cfg.mqtt.tls and not cfg.mqtt.tls.check_hostname:
+            # The certificate is still verified against the CA, but any broker holding one passes.
+            self.warnings.append("mqtt.tls.check_hostname is false: the broker's name is not checked against its certificate")
+            log.warning("tls_hostname_unchecked", broker=f"{cfg.mqtt.host}:{cfg.mqtt.effective_port}", hint="set mqtt.tls.check_hostname: true")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -150,6 +156,7 @@ class Publisher:
             "inflight": self.inflight,
             "connects": self.connects,
             "latency_ms": self.latency_ms(),
+            "warnings": self.warnings,
         }
 
     def latency_ms(self) -> dict[str, float] | None:
@@ -199,6 +206,12 @@ class Publisher:
                 if asyncio.current_task().cancelling():
                     # A stop request that raced the connection loss was absorbed by the session's
                     # TaskGroup together with the MqttError (Python 3.11): honour it here.
+                    raise asyncio.CancelledError from None
+            except Exception as exc:  # noqa: BLE001 - the sink's containment boundary
+                # A bug here, or a library raising what it never documented, costs a reconnect, not
+                # the capture: the rows stay in the outbox and go out on the next connection.
+                self._crashed(exc)
+                if asyncio.current_task().cancelling():
                     raise asyncio.CancelledError from None
             delay = backoff(attempt, self.mqtt.reconnect_initial, self.mqtt.reconnect_max)
             attempt += 1
@@ -330,6 +343,15 @@ class Publisher:
             self._refusals_logged.add((topic, code.value))
             log.error("message_refused", topic=topic, rows=len(seqs), reason=reason, hint="check the broker's ACL for this user and topic")
 
+    def _crashed(self, exc: Exception) -> None:
+        from gateway.supervisor import describe
+
+        first = type(exc).__name__ not in self._traced
+        self._traced.add(type(exc).__name__)
+        if self.state != "crashed":  # one event per state change; the traceback once per type
+            log.error("publisher_crashed", error=describe(exc), exc_info=exc if first else None)
+        self.state, self.since, self.reason = "crashed", time.time(), describe(exc)
+
     def _set(self, state: str, reason: str | None) -> None:
         if state == self.state:
             return
@@ -353,6 +375,10 @@ def explain(exc: aiomqtt.MqttError, m) -> str:
     text = str(exc)
     tls = re.sub(r"\s*\(_ssl\.c:\d+\)$", "", re.sub(r"^.*?\[SSL: [A-Z0-9_]+\]\s*", "", text))
     if "certificate verify failed" in text:
+        if "expired" in text:
+            return f"TLS: {tls}: the broker's certificate has expired; renew it on the broker"
+        if "not yet valid" in text:
+            return f"TLS: {tls}: the broker's certificate is not valid yet; check the clocks of this PC and the broker"
         if "mismatch" in text:
             return f"TLS: {tls}: the broker's certificate does not name {m.host!r} (mqtt.host)"
         return f"TLS: {tls}: the broker's certificate is not signed by a CA in mqtt.tls.ca_file ({m.tls.ca_file})"

@@ -40,16 +40,17 @@ def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def _builder(subject: str, issuer: x509.Name, public_key) -> x509.CertificateBuilder:
+def _builder(subject: str, issuer: x509.Name, public_key, expired: bool = False) -> x509.CertificateBuilder:
     now = dt.datetime.now(dt.timezone.utc)
+    start, end = (now - dt.timedelta(days=30), now - dt.timedelta(days=1)) if expired else (now - dt.timedelta(minutes=5), now + dt.timedelta(days=1))
     return (
         x509.CertificateBuilder()
         .subject_name(_name(subject))
         .issuer_name(issuer)
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
+        .not_valid_before(start)
+        .not_valid_after(end)
     )
 
 
@@ -66,18 +67,19 @@ def make_ca(cn: str):
     return key, cert
 
 
-def issue(ca, cn: str, server: bool):
+def issue(ca, cn: str, server: bool, san: x509.GeneralName | None = None, expired: bool = False):
+    """A certificate from `ca`; a server one names 127.0.0.1 unless `san` names something else."""
     ca_key, ca_cert = ca
     key = ec.generate_private_key(ec.SECP256R1())
     purpose = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
     b = (
-        _builder(cn, ca_cert.subject, key.public_key())
+        _builder(cn, ca_cert.subject, key.public_key(), expired)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([purpose]), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
     )
     if server:
-        b = b.add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        b = b.add_extension(x509.SubjectAlternativeName([san or x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
     return key, b.sign(ca_key, hashes.SHA256())
 
 
@@ -114,6 +116,8 @@ class Pki:
     server: Path
     client: Path
     passwd: Path
+    elsewhere: Path  # a broker certificate from the right CA for another name
+    expired: Path
 
     def key(self, cert: Path) -> Path:
         return cert.with_suffix(".key")
@@ -131,13 +135,16 @@ def pki(tmp_path) -> Pki:
         server=_write(folder, "broker", *issue(ca, "broker", server=True)),
         client=_write(folder, "gw-test", *issue(ca, "gw-test", server=False)),
         passwd=folder / "passwd",
+        elsewhere=_write(folder, "elsewhere", *issue(ca, "elsewhere", server=True, san=x509.DNSName("broker.elsewhere.example"))),
+        expired=_write(folder, "expired", *issue(ca, "broker", server=True, expired=True)),
     )
     write_passwd(pki.passwd, {"gw-test": GATEWAY_PASSWORD, "consumer": CONSUMER_PASSWORD})
     return pki
 
 
-def tls_broker(tmp_path: Path, pki: Pki, mutual: bool) -> Broker:
-    listener = f"cafile {pki.ca}\ncertfile {pki.server}\nkeyfile {pki.key(pki.server)}\n"
+def tls_broker(tmp_path: Path, pki: Pki, mutual: bool, server: Path | None = None) -> Broker:
+    server = server or pki.server
+    listener = f"cafile {pki.ca}\ncertfile {server}\nkeyfile {pki.key(server)}\n"
     if mutual:
         listener += "require_certificate true\n"
     return Broker(tmp_path / "broker", listener=listener, extra=f"password_file {pki.passwd}", anonymous=False)
@@ -262,3 +269,37 @@ def test_password_hash_fallback_is_what_mosquitto_accepts(tmp_path, brokers):
         return await login("right"), await login("wrong")
 
     assert asyncio.run(both()) == (True, False)
+
+
+# --- the broker's certificate: its name and its dates ------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["elsewhere", "expired"])
+async def test_a_certificate_for_another_name_or_out_of_date_is_refused_with_that_reason(tmp_path, pki, brokers, case):
+    broker = brokers(tls_broker(tmp_path, pki, mutual=False, server=getattr(pki, case)))
+    path = gateway_config(tmp_path, broker, {"ca_file": str(pki.ca)}, password_file(tmp_path))
+    async with InProcess(path) as gw:
+        st = await gw.wait_status(lambda s: s["counters"]["captured"] == READINGS and s["broker"]["state"] == "disconnected" and s["broker"]["reason"])
+    reason = st["broker"]["reason"]
+    if case == "expired":
+        assert "has expired" in reason and "not signed" not in reason, reason
+    else:
+        assert "does not name '127.0.0.1'" in reason, reason
+
+
+async def test_an_unchecked_hostname_connects_but_is_warned_about(tmp_path, pki, brokers):
+    broker = brokers(tls_broker(tmp_path, pki, mutual=False, server=pki.elsewhere))
+    path = gateway_config(tmp_path, broker, {"ca_file": str(pki.ca), "check_hostname": False}, password_file(tmp_path))
+    async with consumer_for(broker, pki) as up, InProcess(path) as gw:
+        await up.wait(lambda rs: len({r["seq"] for r in rs}) >= READINGS)
+        st = await gw.status()
+    assert any("check_hostname is false" in w for w in st["broker"]["warnings"])
+    assert_all_arrived(up)
+
+
+def consumer_for(broker: Broker, pki: Pki) -> Upstream:
+    """A consumer that trusts the CA but, like the gateway here, does not check the name."""
+    ctx = ssl.create_default_context(cafile=str(pki.ca))
+    ctx.check_hostname = False
+    ctx.load_cert_chain(str(pki.client), str(pki.key(pki.client)))
+    return Upstream(broker.port, TELEMETRY, tls_context=ctx, username="consumer", password=CONSUMER_PASSWORD)
