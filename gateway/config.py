@@ -135,6 +135,48 @@ class ControlConfig(Strict):
     socket: Path | None = Field(default=None, description="Unix socket path; default: `control.sock` next to the buffer file.")
 
 
+class HttpConfig(Strict):
+    """The gateway's HTTP server: Prometheus metrics at `/metrics`. Read-only."""
+
+    host: str = Field(default="127.0.0.1", description="Address to listen on. Anything but loopback needs a token.")
+    port: int = Field(default=9580, ge=1, le=65535, description="TCP port.")
+    token_file: Path | None = Field(
+        default=None,
+        description="File whose first line is the bearer token every request must carry "
+        "(`Authorization: Bearer <token>`; Prometheus: `authorization: {credentials_file: …}`).",
+    )
+    token_credential: str | None = Field(default=None, description="Name of a systemd credential holding the token.")
+
+    @model_validator(mode="after")
+    def _token_off_loopback(self) -> HttpConfig:
+        if self.token_file and self.token_credential:
+            raise ValueError("give either token_file or token_credential, not both")
+        if not _loopback(self.host) and not (self.token_file or self.token_credential):
+            raise ValueError(f"host {self.host!r} is reachable from the network: set token_file or token_credential")
+        return self
+
+    def token(self) -> str | None:
+        if self.token_file:
+            return self.token_file.read_text().splitlines()[0].strip()
+        if self.token_credential:
+            folder = os.environ.get("CREDENTIALS_DIRECTORY")
+            if not folder:
+                raise ConfigError([f"http.token_credential: {self.token_credential!r} set but $CREDENTIALS_DIRECTORY is not"])
+            return (Path(folder) / self.token_credential).read_text().splitlines()[0].strip()
+        return None
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class LogConfig(Strict):
     level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Lowest level logged.")
     format: Literal["auto", "json", "console"] = Field(default="auto", description="auto: JSON unless stderr is a terminal.")
@@ -148,6 +190,7 @@ class Config(Strict):
     buffer: BufferConfig = Field(default_factory=BufferConfig)
     control: ControlConfig = Field(default_factory=ControlConfig)
     log: LogConfig = Field(default_factory=LogConfig)
+    http: HttpConfig | None = Field(default=None, description="HTTP server for metrics; off when absent.")
     devices: list[DeviceConfig] = Field(default_factory=list, description="The devices this gateway reads.")
 
     def cross_check(self) -> list[tuple[tuple, str]]:

@@ -116,6 +116,9 @@ class Gateway:
             return await self.change(req.get("station"), ch)
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
+    def poll_periods(self) -> dict[str, dict]:
+        return {name: h.periods for name, h in self.health.items() if h.periods}
+
     def summary(self) -> str:
         """One line for systemd's STATUS=: broker state and what waits in the buffer."""
         b = self.publisher
@@ -156,6 +159,11 @@ def preflight(cfg: Config) -> None:
             tls_context(cfg)
         except (OSError, ValueError) as exc:
             problems.append(f"mqtt.tls: {exc}")
+    if cfg.http is not None:
+        try:
+            cfg.http.token()
+        except OSError as exc:
+            problems.append(f"http: cannot read the token: {exc}")
     problems += missing_parts(cfg)
     if problems:
         raise ConfigError(problems)
@@ -239,6 +247,10 @@ async def _serve(cfg: Config, outbox: Outbox, stop: asyncio.Event, started) -> i
         ]
         wd = tg.create_task(_watchdog(gw.summary))
         others = [publisher, ctl, wd, writer]
+        if cfg.http is not None:
+            from gateway import http
+
+            others.append(tg.create_task(http.serve(cfg.http, gw)))
         try:
             await listening.wait()
             notify(f"READY=1\nSTATUS={gw.summary()}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import time
+from collections import Counter
 from typing import Any
 
 import orjson
@@ -46,6 +47,8 @@ class Pipeline:
             state = (saved or {}).get(s.name)
             self.contexts[s.name] = Context.from_json(state) if state else Context(s.name)
         self.read = 0
+        self.counts: Counter[tuple[str, str]] = Counter()  # readings per (device, type)
+        self.scans: Counter[tuple[str, str]] = Counter()  # scan and RFID outcomes per (device, status)
         self.internal_errors = 0
         self._reported: set[tuple[str, str]] = set()
         # Scan rules: one per station that has scanners or RFID readers; lists load here, at start.
@@ -63,6 +66,7 @@ class Pipeline:
     def submit(self, origin: Origin, r: Reading) -> tuple[int, dict[str, Any] | None]:
         """Stamp and queue one reading; return (commit ticket, outcome for the device's feedback)."""
         self.read += 1
+        self.counts[origin.device, r.type] += 1
         try:
             return self._submit(origin, r)
         except Exception as exc:  # noqa: BLE001 - the capture path's containment boundary (module doc)
@@ -73,6 +77,7 @@ class Pipeline:
         ctx = self.contexts[origin.station]
         if r.type in (SCAN, RFID):
             outcome, planned = self._scan_outcome(origin, r, ctx)
+            self.scans[origin.device, outcome["status"]] += 1
             if planned is not None:
                 ctx = planned[0]
         data = encode(stamp(r, origin, ctx, time.time(), outcome))
@@ -117,6 +122,8 @@ class Pipeline:
         if isinstance(r.raw, (bytes, bytearray)):
             rec["raw"] = base64.b64encode(r.raw).decode()
         # orjson directly, not encode(): the failing stage may be the encoder itself.
+        if type_ in (SCAN, RFID):
+            self.scans[origin.device, "rejected"] += 1
         ticket = self.outbox.put(origin.topic(type_), orjson.dumps(rec, option=OPTS)[1:], type_ in PROTECTED, urgent=r.ack is not None)
         return ticket, dict(INTERNAL_ERROR)
 

@@ -25,7 +25,7 @@ import re
 import ssl
 import statistics
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -39,6 +39,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from gateway.config import Config
+from gateway.metrics import LATENCY_BUCKETS, Histogram
 from gateway.outbox import Outbox
 from gateway.record import with_seq
 from gateway.supervisor import backoff
@@ -137,6 +138,9 @@ class Publisher:
         self.connects = 0
         self.client: aiomqtt.Client | None = None
         self.latency: deque[float] = deque(maxlen=20_000)  # ingest -> PUBACK, seconds, recent rows
+        self.latency_hist = Histogram(LATENCY_BUCKETS)  # the same, every row since start, for /metrics
+        self.published: Counter[str] = Counter()  # rows acknowledged, per topic
+        self.refused_rows: Counter[str] = Counter()  # rows dead-lettered, per topic
         self.idle = asyncio.Event()  # set while nothing awaits a PUBACK
         self.idle.set()
         self.warnings: list[str] = []
@@ -321,8 +325,13 @@ class Publisher:
             if not code.is_failure:
                 self.outbox.ack(seqs)
                 self.sent_messages += 1
+                self.published[topic] += len(seqs)
                 now = time.time()
-                self.latency.extend(now - at for at in ats)
+                waits = [now - at for at in ats]
+                self.latency.extend(waits)
+                observe = self.latency_hist.observe
+                for w in waits:
+                    observe(w)
             elif code.value in RETRY_CODES:
                 raise aiomqtt.MqttError(f"the broker refused a message for now (PUBACK 0x{code.value:02X} {code}); reconnecting to send it again")
             else:
@@ -339,6 +348,7 @@ class Publisher:
         reason = f"the broker refused the message: PUBACK reason code 0x{code.value:02X} ({code})"
         self.outbox.dead(seqs, reason)
         self.refused_messages += 1
+        self.refused_rows[topic] += len(seqs)
         if (topic, code.value) not in self._refusals_logged:
             self._refusals_logged.add((topic, code.value))
             log.error("message_refused", topic=topic, rows=len(seqs), reason=reason, hint="check the broker's ACL for this user and topic")

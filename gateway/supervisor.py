@@ -49,6 +49,9 @@ class Health:
     # plus the live dict of the one running, so the figures survive reconnects.
     totals: Counter = field(default_factory=Counter)
     live: dict[str, int] | None = None
+    # Achieved poll periods per poll group (gateway.metrics.Histogram), for drivers that poll: the
+    # device's own dict is handed to each driver built, so the figures last across reconnects.
+    periods: dict[str, Any] = field(default_factory=dict)
 
     def counters(self) -> dict[str, int]:
         out = Counter(self.totals)
@@ -60,6 +63,8 @@ class Health:
         """Follow the counters of a newly built driver (an attribute `counters: dict[str, int]`)."""
         c = getattr(driver, "counters", None)
         self.live = c if isinstance(c, dict) else None
+        if isinstance(getattr(driver, "periods", None), dict):
+            driver.periods = self.periods
 
     def release(self) -> None:
         """The driver is closed: keep its counters in the totals."""

@@ -1,0 +1,195 @@
+"""Prometheus metrics: what the gateway already counts, read at scrape time.
+
+Nothing here runs per reading except `Histogram.observe` (a bisect and two additions); every other
+figure is read from the parts that keep it (pipeline, supervisors' health, outbox, publisher) when
+Prometheus scrapes. Label sets are bounded by the configuration: device names, record types, states.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from bisect import bisect_left
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily, Metric
+
+if TYPE_CHECKING:
+    from gateway.daemon import Gateway
+
+PREFIX = "shopfloor"
+STATES = ("starting", "connected", "down", "failed", "crashed", "finished")
+BROKER_STATES = ("starting", "connected", "disconnected", "crashed")
+SCAN_STATUSES = ("accepted", "warning", "rejected", "duplicate", "unassigned")
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
+PERIOD_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class Histogram:
+    """Cumulative buckets kept cheaply on the hot path; exported as a Prometheus histogram."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: Iterable[float]):
+        self.bounds = tuple(bounds)
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1
+        self.sum += value
+
+    def buckets(self) -> list[tuple[str, int]]:
+        out, total = [], 0
+        for bound, n in zip((*map(_float, self.bounds), "+Inf"), self.counts, strict=True):
+            total += n
+            out.append((bound, total))
+        return out
+
+
+def _float(x: float) -> str:
+    return repr(float(x))
+
+
+def topic_labels(topic: str) -> tuple[str, str]:
+    """(device, type) of an outbox topic: `…/<station>/<device>/<type>` or `…/<station>/context`."""
+    parts = topic.rsplit("/", 2)
+    if parts[-1] == "context":
+        return "", "context"
+    return (parts[-2], parts[-1]) if len(parts) == 3 else ("", parts[-1])
+
+
+class GatewayCollector:
+    """Reads one gateway's state when the registry is collected."""
+
+    def __init__(self, gw: Gateway, version: str):
+        self.gw = gw
+        self.version = version
+        self.oldest: float | None = None  # ingest time of the oldest unsent row, fetched before each scrape
+
+    def collect(self) -> Iterator[Metric]:
+        gw = self.gw
+        yield from self._identity(gw)
+        yield from self._readings(gw)
+        yield from self._devices(gw)
+        yield from self._buffer(gw)
+        yield from self._broker(gw)
+
+    def _identity(self, gw: Gateway) -> Iterator[Metric]:
+        info = InfoMetricFamily(f"{PREFIX}_gateway", "The gateway and its version.")
+        info.add_metric([], {"gateway_id": gw.cfg.gateway.id, "version": self.version})
+        yield info
+        up = GaugeMetricFamily(f"{PREFIX}_gateway_start_time_seconds", "When the gateway started (Unix time).")
+        up.add_metric([], gw.started)
+        yield up
+
+    def _readings(self, gw: Gateway) -> Iterator[Metric]:
+        p, pub = gw.pipeline, gw.publisher
+        read = CounterMetricFamily(f"{PREFIX}_readings_read", "Readings taken from devices.", labels=["device", "type"])
+        for (device, type_), n in sorted(p.counts.items()):
+            read.add_metric([device, type_], n)
+        yield read
+        published = CounterMetricFamily(f"{PREFIX}_records_published", "Records acknowledged by the broker (PUBACK).", labels=["device", "type"])
+        dead = CounterMetricFamily(f"{PREFIX}_records_dead_lettered", "Records the broker or the encoder refused for good.", labels=["device", "type"])
+        for fam, counts in ((published, pub.published), (dead, pub.refused_rows)):
+            merged: dict[tuple[str, str], int] = {}
+            for topic, n in counts.items():
+                key = topic_labels(topic)
+                merged[key] = merged.get(key, 0) + n
+            for key, n in sorted(merged.items()):
+                fam.add_metric(list(key), n)
+            yield fam
+        c = gw.outbox.stats.counters
+        for name, key, text in (
+            ("records_captured", "captured", "Records committed to the buffer (captured)."),
+            ("records_discarded", "discarded", "Telemetry discarded by the overflow policy (never scans, RFID reads, alarms, context events)."),
+            ("records_dead_lettered_all", "dead_lettered", "Records moved to the dead-letter table, all causes, over the life of the buffer file."),
+            ("buffer_write_errors", "write_errors", "Commits the disk refused (the rows were kept in memory and retried)."),
+        ):
+            fam = CounterMetricFamily(f"{PREFIX}_{name}", text)
+            fam.add_metric([], c.get(key, 0))
+            yield fam
+        internal = CounterMetricFamily(f"{PREFIX}_internal_errors", "Readings captured as internal_error after a stage failed.")
+        internal.add_metric([], p.internal_errors)
+        yield internal
+        scans = CounterMetricFamily(f"{PREFIX}_scans", "Scan and RFID outcomes.", labels=["device", "status"])
+        for (device, status), n in sorted(p.scans.items()):
+            scans.add_metric([device, status], n)
+        yield scans
+        cmds = CounterMetricFamily(f"{PREFIX}_commands", "MES commands by outcome.", labels=["outcome"])
+        for outcome, n in sorted(gw.commands.items()):
+            if isinstance(n, int):
+                cmds.add_metric([outcome], n)
+        yield cmds
+
+    def _devices(self, gw: Gateway) -> Iterator[Metric]:
+        state = GaugeMetricFamily(f"{PREFIX}_device_state", "1 for the state each device is in.", labels=["device", "kind", "state"])
+        outages = CounterMetricFamily(f"{PREFIX}_device_outages", "Times a device went down.", labels=["device"])
+        crashes = CounterMetricFamily(f"{PREFIX}_device_crashes", "Times a driver raised an unexpected error.", labels=["device"])
+        last = GaugeMetricFamily(f"{PREFIX}_device_last_reading_time_seconds", "When the device last delivered a reading (Unix time).", labels=["device"])
+        for h in gw.health.values():
+            for s in STATES:
+                state.add_metric([h.device, h.kind, s], 1.0 if h.state == s else 0.0)
+            outages.add_metric([h.device], h.outages)
+            crashes.add_metric([h.device], h.crashes)
+            if h.last_reading:
+                last.add_metric([h.device], h.last_reading)
+        yield from (state, outages, crashes, last)
+        period = HistogramMetricFamily(f"{PREFIX}_poll_period_seconds", "Achieved time between polls of a poll group.", labels=["device", "group"])
+        for device, groups in gw.poll_periods().items():
+            for group, hist in groups.items():
+                period.add_metric([device, group], hist.buckets(), hist.sum)
+        yield period
+
+    def _buffer(self, gw: Gateway) -> Iterator[Metric]:
+        st = gw.outbox.stats
+        for name, value, text in (
+            ("buffer_rows", st.rows, "Rows in the buffer awaiting delivery."),
+            ("buffer_bytes", st.bytes, "Payload bytes in the buffer."),
+            ("buffer_pending_commit_rows", gw.outbox.pending(), "Readings read but not yet committed."),
+            ("buffer_oldest_unsent_age_seconds", time.time() - self.oldest if self.oldest else 0.0, "Age of the oldest row not yet delivered."),
+        ):
+            g = GaugeMetricFamily(f"{PREFIX}_{name}", text)
+            g.add_metric([], value)
+            yield g
+        try:
+            free = shutil.disk_usage(gw.cfg.buffer.path.parent).free
+        except OSError:
+            return
+        g = GaugeMetricFamily(f"{PREFIX}_buffer_disk_free_bytes", "Free space on the buffer's file system.")
+        g.add_metric([], free)
+        yield g
+
+    def _broker(self, gw: Gateway) -> Iterator[Metric]:
+        pub = gw.publisher
+        state = GaugeMetricFamily(f"{PREFIX}_broker_state", "1 for the state the broker connection is in.", labels=["state"])
+        for s in BROKER_STATES:
+            state.add_metric([s], 1.0 if pub.state == s else 0.0)
+        yield state
+        up = GaugeMetricFamily(f"{PREFIX}_broker_up", "1 while connected to the broker.")
+        up.add_metric([], 1.0 if pub.state == "connected" else 0.0)
+        yield up
+        connects = CounterMetricFamily(f"{PREFIX}_broker_connects", "Connections made to the broker (reconnects included).")
+        connects.add_metric([], pub.connects)
+        yield connects
+        inflight = GaugeMetricFamily(f"{PREFIX}_broker_inflight_messages", "Messages awaiting PUBACK.")
+        inflight.add_metric([], pub.inflight)
+        yield inflight
+        lat = HistogramMetricFamily(f"{PREFIX}_delivery_latency_seconds", "From ingest to the broker's PUBACK, per record.")
+        lat.add_metric([], pub.latency_hist.buckets(), pub.latency_hist.sum)
+        yield lat
+
+
+def registry(gw: Gateway, version: str) -> tuple[CollectorRegistry, GatewayCollector]:
+    reg = CollectorRegistry(auto_describe=False)
+    collector = GatewayCollector(gw, version)
+    reg.register(collector)  # type: ignore[arg-type]
+    ProcessCollector(registry=reg)  # process_resident_memory_bytes, process_cpu_seconds_total …
+    return reg, collector
+
+
+async def exposition(reg: CollectorRegistry, collector: GatewayCollector) -> bytes:
+    collector.oldest = await collector.gw.outbox.oldest()
+    return generate_latest(reg)
