@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from gateway import config as config_mod
@@ -27,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         sp.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=f"configuration file (default {DEFAULT_CONFIG}, or $SHOPFLOOR_GATEWAY_CONFIG)")
 
     with_config(sub.add_parser("run", help="run the gateway daemon"))
+    with_config(sub.add_parser("reload", help="validate the file, then make the running gateway apply it (like SIGHUP)"))
     cc = sub.add_parser("check-config", help="validate a configuration file; exit 78 on errors")
     cc.add_argument("file")
     sub.add_parser("print-schema", help="print the JSON Schema of the configuration (for editors)")
@@ -91,7 +93,7 @@ def cmd_run(args) -> int:
 
     cfg = config_mod.load(args.config)
     logs.setup(cfg.log.level, cfg.log.format)
-    return asyncio.run(daemon.run(cfg))
+    return asyncio.run(daemon.run(cfg, source=Path(args.config)))
 
 
 def cmd_check(args) -> int:
@@ -202,8 +204,26 @@ async def _context(cfg, req: dict[str, Any]) -> dict[str, Any]:
                 await writer
 
 
+def cmd_reload(args) -> int:
+    config_mod.load(args.config)  # refused here, with file:line: field, before the daemon is asked
+    try:
+        rsp = asyncio.run(control.request(config_mod.load(args.config).control_socket, {"cmd": "reload"}, timeout=30))
+    except OSError as exc:
+        print(f"error: no gateway answers on its control socket ({exc.strerror or exc}); is it running?", file=sys.stderr)
+        return EX_UNAVAILABLE
+    if not rsp.get("ok"):
+        print(f"refused: {rsp.get('error')}", file=sys.stderr)
+        for problem in rsp.get("problems", []):
+            print(f"  {problem}", file=sys.stderr)
+        return EX_CONFIG if rsp.get("problems") else EX_FAIL
+    for key in ("started", "restarted", "stopped", "unchanged"):
+        print(f"{key:<10} {', '.join(rsp[key]) or '-'}")
+    return EX_OK
+
+
 COMMANDS = {
     "run": cmd_run,
+    "reload": cmd_reload,
     "check-config": cmd_check,
     "print-schema": cmd_schema,
     "status": cmd_status,

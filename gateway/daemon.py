@@ -11,12 +11,15 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
 import structlog
 
-from gateway import control
+from gateway import config as config_mod
+from gateway import control, logs
+from gateway import reload as reload_mod
 from gateway.config import Config
 from gateway.context import Change, ContextRefused
 from gateway.errors import BufferError, ConfigError, DriverFatal
@@ -72,6 +75,47 @@ class Gateway:
         self.health = {d.name: Health(d.name, d.kind) for d in cfg.devices}
         self.started = time.time()
         self.commands = {"accepted": 0, "rejected": 0}
+        self.source: Path | None = None  # the configuration file, for reloads
+        self.devices: dict[str, asyncio.Task] = {}
+        self._tg: asyncio.TaskGroup | None = None
+        self._reloading = asyncio.Lock()
+
+    def start_device(self, d: Any) -> None:
+        assert self._tg is not None
+        self.health[d.name] = Health(d.name, d.kind)
+        self.devices[d.name] = self._tg.create_task(supervise(d, self.pipeline, self.health[d.name]), name=d.name)
+
+    async def reload(self) -> dict[str, Any]:
+        """Re-read the configuration file; apply what changed in the devices, or refuse and keep all."""
+        if self.source is None:
+            return {"ok": False, "error": "this gateway was not started from a file; nothing to reload"}
+        async with self._reloading:
+            try:
+                new = config_mod.load(self.source)
+            except ConfigError as exc:
+                log.error("reload_refused", problems=exc.problems)
+                return {"ok": False, "error": "the configuration has errors; the running one stays", "problems": exc.problems}
+            p = reload_mod.plan(self.cfg, new)
+            problems = [f"{s}: changed; this setting needs a restart (systemctl restart shopfloor-gateway)" for s in p.restart]
+            problems += missing_parts(new.model_copy(update={"devices": p.start}))
+            if problems:
+                log.error("reload_refused", problems=problems)
+                return {"ok": False, "error": "refused; the running configuration stays", "problems": problems}
+            await halt([self.devices.pop(name) for name in p.stop if name in self.devices], 5.0)
+            for name in p.stop:
+                self.health.pop(name, None)
+            self.cfg = new
+            self.pipeline.reconfigure(new)
+            for name in list(self.health):
+                if name not in {d.name for d in new.devices}:
+                    del self.health[name]
+            for d in p.start:
+                self.start_device(d)
+            if p.log_changed:
+                logs.setup(new.log.level, new.log.format)
+            result = p.to_json()
+            log.info("reloaded", **result)
+            return {"ok": True, **result}
 
     async def change(self, station: str | None, ch: Change) -> dict[str, Any]:
         station = station or self.cfg.gateway.stations[0].name
@@ -106,6 +150,8 @@ class Gateway:
         cmd = req.get("cmd")
         if cmd == "status":
             return {"ok": True, **await self.status()}
+        if cmd == "reload":
+            return await self.reload()
         if cmd == "contexts":
             return {"ok": True, "contexts": {s: c.to_json() for s, c in self.pipeline.contexts.items()}}
         if cmd == "context":
@@ -202,19 +248,21 @@ STOP_HALT_SECONDS = 1.5  # end every task, cancelling again those that swallow a
 STOP_FLUSH_SECONDS = 1.5  # last commits of what the disk refused so far
 
 
-async def run(cfg: Config, stop: asyncio.Event | None = None, started=None) -> int:
+async def run(cfg: Config, stop: asyncio.Event | None = None, started=None, source: Path | None = None) -> int:
     """Run until SIGTERM/SIGINT (or until `stop` is set, for embedding and tests).
 
-    `started(gateway)` is called once everything runs. Returns the exit status.
+    `started(gateway)` is called once everything runs; `source` is the configuration file that
+    `reload` (and SIGHUP) read again. Returns the exit status.
     """
     preflight(cfg)
+    hup = asyncio.Event()
     if stop is None:
         stop = asyncio.Event()
-        _on_signals(stop)
+        _on_signals(stop, hup)
     status = EX_OK
     try:
         async with Outbox(cfg.buffer) as outbox:
-            status = await _serve(cfg, outbox, stop, started)
+            status = await _serve(cfg, outbox, stop, started, source, hup)
             if await _final_flush(outbox, STOP_FLUSH_SECONDS):
                 status = EX_IOERR
     except BufferError:
@@ -224,9 +272,10 @@ async def run(cfg: Config, stop: asyncio.Event | None = None, started=None) -> i
     return status
 
 
-async def _serve(cfg: Config, outbox: Outbox, stop: asyncio.Event, started) -> int:
+async def _serve(cfg: Config, outbox: Outbox, stop: asyncio.Event, started, source: Path | None, hup: asyncio.Event) -> int:
     """The gateway's tasks, from start to the end of a stop; returns the exit status so far."""
     gw = Gateway(cfg, outbox, await outbox.contexts())
+    gw.source = source
     log.info(
         "gateway_started",
         gateway_id=cfg.gateway.id,
@@ -240,13 +289,12 @@ async def _serve(cfg: Config, outbox: Outbox, stop: asyncio.Event, started) -> i
         publisher = tg.create_task(gw.publisher.run())
         listening = asyncio.Event()
         ctl = tg.create_task(control.serve(cfg.control_socket, gw.handle, listening))
-        devices = [
-            tg.create_task(supervise(d, gw.pipeline, gw.health[d.name]), name=d.name)
-            for d in cfg.devices
-            if d.enabled
-        ]
+        gw._tg = tg
+        for d in cfg.devices:
+            if d.enabled:
+                gw.start_device(d)
         wd = tg.create_task(_watchdog(gw.summary))
-        others = [publisher, ctl, wd, writer]
+        others = [publisher, ctl, wd, writer, tg.create_task(_on_hup(gw, hup))]
         if cfg.http is not None:
             from gateway import http
 
@@ -260,21 +308,21 @@ async def _serve(cfg: Config, outbox: Outbox, stop: asyncio.Event, started) -> i
             notify("STOPPING=1")
             log.info("gateway_stopping", bound_seconds=STOP_SECONDS)
             async with asyncio.timeout(STOP_DRAIN_SECONDS):
-                await _stop(gw, devices)
+                await _stop(gw)
         except TimeoutError:
             log.error("shutdown_overran", bound_seconds=STOP_DRAIN_SECONDS, inflight=gw.publisher.inflight)
             status = EX_SOFTWARE
         finally:
             # Also on the way out of a failure: no task may keep the TaskGroup (and the process) alive.
-            stuck = await halt([*devices, *others], STOP_HALT_SECONDS)
+            stuck = await halt([*gw.devices.values(), *others], STOP_HALT_SECONDS)
             if stuck:
                 log.error("shutdown_stuck_tasks", tasks=sorted(t.get_name() for t in stuck))
     return status
 
 
-async def _stop(gw: Gateway, devices: list[asyncio.Task]) -> None:
+async def _stop(gw: Gateway) -> None:
     """Stop reading, commit what was read, deliver what the broker takes within DRAIN_SECONDS."""
-    await halt(devices, STOP_HALT_SECONDS)
+    await halt(list(gw.devices.values()), STOP_HALT_SECONDS)
     outbox = gw.outbox
     try:
         await outbox.flush()
@@ -330,8 +378,15 @@ async def halt(tasks: list[asyncio.Task], seconds: float) -> set[asyncio.Task]:
     return pending
 
 
-def _on_signals(stop: asyncio.Event) -> None:
-    """SIGTERM/SIGINT stop the gateway; a second one ends the process at once.
+async def _on_hup(gw: Gateway, hup: asyncio.Event) -> None:
+    while True:
+        await hup.wait()
+        hup.clear()
+        await gw.reload()
+
+
+def _on_signals(stop: asyncio.Event, hup: asyncio.Event) -> None:
+    """SIGTERM/SIGINT stop the gateway; a second one ends the process at once. SIGHUP reloads.
 
     Plain signal handlers, not the loop's: they run even while the loop is stuck, so the second
     signal always ends the process (status 128 + signal, as a shell reports it).
@@ -348,6 +403,7 @@ def _on_signals(stop: asyncio.Event) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, handler)
+    signal.signal(signal.SIGHUP, lambda signum, frame: loop.call_soon_threadsafe(hup.set))
 
 
 async def _watchdog(summary: Callable[[], str]) -> None:

@@ -36,12 +36,7 @@ INTERNAL_ERROR = {"status": "rejected", "reason_code": "internal_error", "messag
 class Pipeline:
     def __init__(self, cfg: Config, outbox: Outbox, saved: dict[str, dict] | None = None):
         g = cfg.gateway
-        self.cfg = cfg
         self.outbox = outbox
-        self.origins = {
-            d.name: Origin(g.id, g.site, g.area, g.line, cfg.station_of(d), d.name, d.kind, cfg.mqtt.topic_prefix)
-            for d in cfg.devices
-        }
         self.contexts: dict[str, Context] = {}
         for s in g.stations:
             state = (saved or {}).get(s.name)
@@ -51,13 +46,24 @@ class Pipeline:
         self.scans: Counter[tuple[str, str]] = Counter()  # scan and RFID outcomes per (device, status)
         self.internal_errors = 0
         self._reported: set[tuple[str, str]] = set()
-        # Scan rules: one per station that has scanners or RFID readers; lists load here, at start.
         self.rules: dict[str, Any] = {}
-        scan_stations = {cfg.station_of(d) for d in cfg.devices if d.kind in SCAN_KINDS}
+        self.reconfigure(cfg)
+
+    def reconfigure(self, cfg: Config) -> None:
+        """Take the devices of `cfg` (at start, and on a reload; stations never change while running)."""
+        g = cfg.gateway
+        self.cfg = cfg
+        self.origins = {
+            d.name: Origin(g.id, g.site, g.area, g.line, cfg.station_of(d), d.name, d.kind, cfg.mqtt.topic_prefix)
+            for d in cfg.devices
+        }
+        # Scan rules: one per station that has scanners or RFID readers; lists load here, once, and a
+        # station keeps its rules (and their duplicate memory) across reloads.
+        scan_stations = {cfg.station_of(d) for d in cfg.devices if d.kind in SCAN_KINDS} - set(self.rules)
         if scan_stations:
             from gateway.scan.rules import ScanRules
 
-            self.rules = {s.name: ScanRules(s.scan) for s in g.stations if s.name in scan_stations}
+            self.rules.update({s.name: ScanRules(s.scan) for s in g.stations if s.name in scan_stations})
 
     def station_topic(self, station: str) -> str:
         g = self.cfg.gateway

@@ -112,6 +112,7 @@ class InProcess:
     """The daemon in the test's event loop; talk to it through its real control socket."""
 
     def __init__(self, path: Path):
+        self.path = path
         self.cfg = config_mod.load(path)
         self.stop = asyncio.Event()
         self.task: asyncio.Task | None = None
@@ -123,7 +124,7 @@ class InProcess:
             self.gw = gw
             ready.set()
 
-        self.task = asyncio.create_task(daemon.run(self.cfg, self.stop, started))
+        self.task = asyncio.create_task(daemon.run(self.cfg, self.stop, started, source=self.path))
         async with asyncio.timeout(10):
             await asyncio.wait([self.task, asyncio.create_task(ready.wait())], return_when=asyncio.FIRST_COMPLETED)
         if self.task.done():
