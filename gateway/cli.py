@@ -21,16 +21,32 @@ EX_OK, EX_FAIL, EX_UNAVAILABLE, EX_CONFIG = 0, 1, 69, 78
 
 
 def main(argv: list[str] | None = None) -> int:
+    from gateway.version import VERSION
+
     p = argparse.ArgumentParser(prog="shopfloor-gateway", description=__doc__)
+    p.add_argument("--version", action="version", version=f"shopfloor-gateway {VERSION}")
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_config(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("-c", "--config", default=DEFAULT_CONFIG, help=f"configuration file (default {DEFAULT_CONFIG}, or $SHOPFLOOR_GATEWAY_CONFIG)")
 
-    with_config(sub.add_parser("run", help="run the gateway daemon"))
+    rp = sub.add_parser("run", help="run the gateway daemon")
+    with_config(rp)
+    rp.add_argument(
+        "--once", action="store_true",
+        help="connect every device, read each poll group once, print the records that would be published, and exit "
+        "(no broker, the buffer untouched)",
+    )
+    rp.add_argument("--wait", type=float, default=5.0, help="with --once: longest wait for a device's first readings, seconds")
     with_config(sub.add_parser("reload", help="validate the file, then make the running gateway apply it (like SIGHUP)"))
     cc = sub.add_parser("check-config", help="validate a configuration file; exit 78 on errors")
-    cc.add_argument("file")
+    cc.add_argument("file", nargs="?", help="the file (or -c FILE, or $SHOPFLOOR_GATEWAY_CONFIG)")
+    with_config(cc)
+    cs = sub.add_parser("config", help="help with configuration files")
+    csub = cs.add_subparsers(dest="what", required=True)
+    csub.add_parser("kinds", help="list the device kinds")
+    sp = csub.add_parser("sample", help="print a commented example device entry of a kind")
+    sp.add_argument("kind")
     sub.add_parser("print-schema", help="print the JSON Schema of the configuration (for editors)")
     st = sub.add_parser("status", help="devices, buffer, counters and broker state of the gateway")
     with_config(st)
@@ -92,13 +108,34 @@ def cmd_run(args) -> int:
     from gateway import daemon, logs
 
     cfg = config_mod.load(args.config)
+    if args.once:
+        from gateway import once
+
+        logs.setup("warning", cfg.log.format)
+        return asyncio.run(once.run(cfg, args.wait))
     logs.setup(cfg.log.level, cfg.log.format)
     return asyncio.run(daemon.run(cfg, source=Path(args.config)))
 
 
 def cmd_check(args) -> int:
-    cfg = config_mod.load(args.file)
-    print(f"{args.file}: ok ({len(cfg.devices)} devices, {len(cfg.gateway.stations)} stations)")
+    path = args.file or args.config
+    cfg = config_mod.load(path)
+    print(f"{path}: ok ({len(cfg.devices)} devices, {len(cfg.gateway.stations)} stations)")
+    return EX_OK
+
+
+def cmd_config(args) -> int:
+    from gateway import samples
+
+    kinds = samples.kinds()
+    if args.what == "kinds":
+        for kind, cls in kinds.items():
+            print(f"{kind:<16} {(cls.__doc__ or '').strip().splitlines()[0]}")
+        return EX_OK
+    if args.kind not in kinds:
+        print(f"error: unknown kind {args.kind!r}; the kinds are: {', '.join(kinds)}", file=sys.stderr)
+        return EX_FAIL
+    print(samples.sample(args.kind), end="")
     return EX_OK
 
 
@@ -225,6 +262,7 @@ COMMANDS = {
     "run": cmd_run,
     "reload": cmd_reload,
     "check-config": cmd_check,
+    "config": cmd_config,
     "print-schema": cmd_schema,
     "status": cmd_status,
     "context": cmd_context,

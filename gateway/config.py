@@ -294,14 +294,24 @@ def format_errors(file: str, exc: ValidationError, data: Any, marks: dict[tuple,
     return problems
 
 
+def _yaml_problem(exc: yaml.YAMLError, file: str) -> str:
+    """`file:line:column: YAML syntax error: …`, and where the construct it breaks began, as an
+    unclosed bracket or quote is usually found far below the line that opened it."""
+    mark = getattr(exc, "problem_mark", None)
+    where = f"{mark.line + 1}:{mark.column + 1}" if mark else "1"
+    text = f"{file}:{where}: YAML syntax error: {getattr(exc, 'problem', None) or exc}"
+    start = getattr(exc, "context_mark", None)
+    if start is not None and mark is not None and (start.line, start.column) != (mark.line, mark.column):
+        text += f" ({getattr(exc, 'context', None) or 'started'} at line {start.line + 1}, column {start.column + 1})"
+    return text
+
+
 def parse(text: str, file: str = "<config>") -> Config:
     """Parse YAML text; raise `ConfigError` listing every problem as `file:line: field: message`."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else 1
-        raise ConfigError([f"{file}:{line}: YAML syntax error: {getattr(exc, 'problem', None) or exc}"]) from None
+        raise ConfigError([_yaml_problem(exc, file)]) from None
     if node is None:
         raise ConfigError([f"{file}:1: the file is empty"])
     data = yaml.SafeLoader(text).get_single_data()
