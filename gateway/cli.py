@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     st = sub.add_parser("status", help="devices, buffer, counters and broker state of the gateway")
     with_config(st)
     st.add_argument("--json", action="store_true", help="print JSON")
+    st.add_argument("--watch", type=float, metavar="N", help="refresh every N seconds until Ctrl-C")
 
     ctx = sub.add_parser("context", help="show or change a station's work order context")
     csub = ctx.add_subparsers(dest="action", required=True)
@@ -146,12 +147,18 @@ def cmd_schema(args) -> int:
 
 def cmd_status(args) -> int:
     cfg = config_mod.load(args.config)
-    st = asyncio.run(_status(cfg))
-    if args.json:
-        print(json.dumps(st, indent=2))
-    else:
-        print(render_status(st))
-    return EX_OK if st.get("running") else EX_UNAVAILABLE
+    while True:
+        st = asyncio.run(_status(cfg))
+        if args.watch:
+            print("\x1b[H\x1b[2J", end="")  # like watch(1): the screen redrawn in place
+        if args.json:
+            print(json.dumps(st, indent=2))
+        else:
+            print(render_status(st))
+        if not args.watch:
+            return EX_OK if st.get("running") else EX_UNAVAILABLE
+        sys.stdout.flush()
+        time.sleep(args.watch)
 
 
 async def _status(cfg) -> dict[str, Any]:
@@ -179,28 +186,79 @@ def _age(ts: float | None) -> str:
     return f"{s:.1f}s ago" if s < 120 else f"{s / 60:.0f}m ago"
 
 
+def cut(value: Any, width: int = 80) -> str:
+    """A value for one line of a terminal: long ones are cut, never printed whole."""
+    text = str(value)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
 def render_status(st: dict[str, Any]) -> str:
-    out = [f"gateway {st['gateway_id']}: {'running' if st.get('running') else 'NOT RUNNING'}"]
+    head = f"gateway {st['gateway_id']}: {'running' if st.get('running') else 'NOT RUNNING'}"
+    if st.get("running"):
+        head += f", version {st.get('version')}, up {_duration(st.get('uptime') or 0)}"
+    out = [head]
     if b := st.get("broker"):
-        line = f"broker  {b['broker']}: {b['state']} since {_age(b['since'])}" + (f" ({b['reason']})" if b.get("reason") else "")
+        line = f"broker  {b['broker']}: {b['state']} since {_age(b['since'])}" + (f" ({cut(b['reason'])})" if b.get("reason") else "")
         if lat := b.get("latency_ms"):
             line += f"; ingest to PUBACK p50 {lat['p50']} ms, p99 {lat['p99']} ms"
         out.append(line)
+        for w in b.get("warnings") or []:
+            out.append(f"warning {cut(w, 120)}")
     buf = st["buffer"]
     age = buf.get("oldest_unsent_age")
-    out.append(f"buffer  {buf['rows']} rows, {buf['bytes']} bytes, oldest unsent {'-' if age is None else f'{age:.1f}s'}")
+    line = f"buffer  {buf['rows']} rows, {_bytes(buf['bytes'])}, oldest unsent {'-' if age is None else f'{age:.1f}s'}"
+    if "disk_free" in buf:
+        line += f"; {_bytes(buf['disk_free'])} free on its disk"
+    out.append(line)
     out.append("counters " + ", ".join(f"{k}={v}" for k, v in st["counters"].items()))
+    if cmds := st.get("commands"):
+        out.append("commands " + ", ".join(f"{k}={v}" for k, v in cmds.items() if isinstance(v, int)))
+    if (b or {}).get("last_dead_letter"):
+        d = b["last_dead_letter"]
+        out.append(f"dead letter {_age(d['at'])}: {cut(d['reason'], 100)}")
     for d in st.get("devices", []):
         line = f"device  {d['device']:<16} {d['kind']:<14} {d['state']:<10} last reading {_age(d['last_reading'])}, {d['readings']} read, {d['bad']} bad"
+        if d.get("rate") is not None:
+            line += f", {d['rate']:g}/s"
+        if d.get("poll_period"):
+            line += ", poll " + " ".join(f"{g} {p * 1000:.0f} ms" for g, p in d["poll_period"].items())
         if d.get("reason"):
-            line += f" ({d['reason']})"
+            line += f" ({cut(d['reason'])})"
+        if d.get("retry_in") is not None:
+            line += f", retry in {d['retry_in']:.1f} s"
         out.append(line)
+        if d.get("error") and d["state"] != "crashed":
+            out.append(f"        last error {_age(d['error']['at'])}: {cut(d['error']['message'], 100)}")
+        if d.get("counters"):
+            out.append("        " + ", ".join(f"{k}={v}" for k, v in d["counters"].items()))
+    for a in st.get("alarms") or []:
+        out.append(f"alarm   {a['device']}/{a['tag']} {a['alarm']} ({a.get('severity')}): value {cut(a.get('value'), 20)}, limit {a.get('limit')}, since {_age(a['since'])}")
     for station, c in (st.get("contexts") or {}).items():
         if c.get("state") == "active":
-            out.append(f"station {station}: work order {c['work_order']} op {c.get('operation')} lot {c.get('lot')} operators {','.join(c.get('operators') or []) or '-'} (v{c['version']}, {c['source']})")
+            out.append(
+                f"station {station}: work order {cut(c['work_order'], 40)} op {cut(c.get('operation'), 20)} lot {cut(c.get('lot'), 40)} "
+                f"operators {cut(','.join(c.get('operators') or []) or '-', 60)} (v{c['version']}, {c['source']})"
+            )
         else:
             out.append(f"station {station}: idle (readings are unassigned)")
     return "\n".join(out)
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    d, h = divmod(h, 24)
+    return f"{d}d {h}h" if d else f"{h}h {m}m" if h else f"{m}m {s}s"
 
 
 def cmd_context(args) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -28,6 +29,8 @@ from gateway.outbox import Outbox
 from gateway.pipeline import SCAN_KINDS, Pipeline
 from gateway.publisher import Publisher, tls_context
 from gateway.supervisor import Health, supervise
+from gateway.ticker import every
+from gateway.version import VERSION
 
 log = structlog.get_logger("gateway")
 DRAIN_SECONDS = 5.0
@@ -177,20 +180,30 @@ class Gateway:
         oldest = await self.outbox.oldest()
         return {
             "gateway_id": self.cfg.gateway.id,
+            "version": VERSION,
             "running": True,
             "uptime": round(time.time() - self.started, 1),
+            "alarms": sorted(self.pipeline.alarms.values(), key=lambda a: a["since"]),
             "devices": [h.to_json() for h in self.health.values()],
             "buffer": {
                 "rows": st.rows,
                 "bytes": st.bytes,
                 "oldest_unsent_age": round(time.time() - oldest, 3) if oldest else None,
                 "pending_commit": self.outbox.pending(),
+                "disk_free": _disk_free(self.cfg.buffer.path),
             },
             "counters": {"read": self.pipeline.read, "buffered": st.counters["captured"], **st.counters, "internal_errors": self.pipeline.internal_errors},
             "broker": self.publisher.to_json(),
             "commands": self.commands,
             "contexts": {s: c.to_json() for s, c in self.pipeline.contexts.items()},
         }
+
+
+def _disk_free(path: Path) -> int | None:
+    try:
+        return shutil.disk_usage(path.parent).free
+    except OSError:
+        return None
 
 
 def preflight(cfg: Config) -> None:
@@ -294,7 +307,7 @@ async def _serve(cfg: Config, outbox: Outbox, stop: asyncio.Event, started, sour
             if d.enabled:
                 gw.start_device(d)
         wd = tg.create_task(_watchdog(gw.summary))
-        others = [publisher, ctl, wd, writer, tg.create_task(_on_hup(gw, hup))]
+        others = [publisher, ctl, wd, writer, tg.create_task(_on_hup(gw, hup)), tg.create_task(_sample(gw))]
         if cfg.http is not None:
             from gateway import http
 
@@ -376,6 +389,13 @@ async def halt(tasks: list[asyncio.Task], seconds: float) -> set[asyncio.Task]:
             t.cancel()
         _, pending = await asyncio.wait(pending, timeout=min(0.25, left))
     return pending
+
+
+async def _sample(gw: Gateway) -> None:
+    """Once a second, what each device has read so far: the rates in `status`."""
+    async for now in every(1.0):
+        for h in list(gw.health.values()):
+            h.sample(now)
 
 
 async def _on_hup(gw: Gateway, hup: asyncio.Event) -> None:

@@ -45,6 +45,7 @@ class Pipeline:
         self.counts: Counter[tuple[str, str]] = Counter()  # readings per (device, type)
         self.scans: Counter[tuple[str, str]] = Counter()  # scan and RFID outcomes per (device, status)
         self.internal_errors = 0
+        self.alarms: dict[tuple[str, str, str], dict[str, Any]] = {}  # raised, not yet cleared: (device, tag, alarm)
         self._reported: set[tuple[str, str]] = set()
         self.rules: dict[str, Any] = {}
         self.reconfigure(cfg)
@@ -86,12 +87,23 @@ class Pipeline:
             self.scans[origin.device, outcome["status"]] += 1
             if planned is not None:
                 ctx = planned[0]
+        elif r.type == ALARM:
+            self._track_alarm(origin, r)
         data = encode(stamp(r, origin, ctx, time.time(), outcome))
         # The context change a scan asks for takes effect only once its record exists: a scan whose
         # record could not be built is rejected, and then it changed nothing.
         if planned is not None:
             self._journal(origin.station, *planned)
         return self.outbox.put(origin.topic(r.type), data, r.type in PROTECTED, urgent=r.ack is not None), outcome
+
+    def _track_alarm(self, origin: Origin, r: Reading) -> None:
+        f = r.fields or {}
+        key = (origin.device, r.tag, str(f.get("alarm")))
+        if f.get("state") == "raised":
+            self.alarms[key] = {"device": origin.device, "station": origin.station, "tag": r.tag, "alarm": f.get("alarm"),
+                                "severity": f.get("severity"), "limit": f.get("limit"), "value": r.value, "since": r.ts}
+        else:
+            self.alarms.pop(key, None)
 
     def _salvage(self, origin: Origin, r: Reading, exc: Exception) -> tuple[int, dict[str, Any]]:
         """Capture a reading whose stages failed, from parts that cannot fail themselves."""

@@ -139,6 +139,7 @@ class Publisher:
         self.client: aiomqtt.Client | None = None
         self.latency: deque[float] = deque(maxlen=20_000)  # ingest -> PUBACK, seconds, recent rows
         self.latency_hist = Histogram(LATENCY_BUCKETS)  # the same, every row since start, for /metrics
+        self.last_dead: dict[str, Any] | None = None  # the latest dead-letter reason, for status
         self.published: Counter[str] = Counter()  # rows acknowledged, per topic
         self.refused_rows: Counter[str] = Counter()  # rows dead-lettered, per topic
         self.idle = asyncio.Event()  # set while nothing awaits a PUBACK
@@ -161,6 +162,7 @@ class Publisher:
             "connects": self.connects,
             "latency_ms": self.latency_ms(),
             "warnings": self.warnings,
+            "last_dead_letter": self.last_dead,
         }
 
     def latency_ms(self) -> dict[str, float] | None:
@@ -318,6 +320,7 @@ class Publisher:
         reason = f"record of {size} bytes exceeds mqtt.max_payload ({self.mqtt.max_payload})"
         log.error("record_dead_lettered", seq=seq, reason=reason)
         self.outbox.dead([seq], reason)
+        self.last_dead = {"reason": reason, "at": time.time()}
 
     async def _publish(self, client: aiomqtt.Client, window: asyncio.Semaphore, topic: str, body: bytes, seqs: list[int], ats: list[float]) -> None:
         try:
@@ -347,6 +350,7 @@ class Publisher:
         topic and code (every refusal is counted in status as dead_lettered)."""
         reason = f"the broker refused the message: PUBACK reason code 0x{code.value:02X} ({code})"
         self.outbox.dead(seqs, reason)
+        self.last_dead = {"reason": reason, "at": time.time()}
         self.refused_messages += 1
         self.refused_rows[topic] += len(seqs)
         if (topic, code.value) not in self._refusals_logged:

@@ -16,7 +16,7 @@ import asyncio
 import random
 import time
 import traceback
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,22 @@ class Health:
     # Achieved poll periods per poll group (gateway.metrics.Histogram), for drivers that poll: the
     # device's own dict is handed to each driver built, so the figures last across reconnects.
     periods: dict[str, Any] = field(default_factory=dict)
+    retry_at: float | None = None  # when the next attempt starts, while waiting out a backoff
+    samples: deque = field(default_factory=lambda: deque(maxlen=11))  # (time, readings), one a second
+
+    def sample(self, now: float) -> None:
+        self.samples.append((now, self.readings))
+
+    def rate(self) -> float | None:
+        """Readings per second over the last ten seconds."""
+        if len(self.samples) < 2:
+            return None
+        (t0, n0), (t1, n1) = self.samples[0], self.samples[-1]
+        return round((n1 - n0) / (t1 - t0), 2) if t1 > t0 else None
+
+    def poll_period(self) -> dict[str, float]:
+        """Mean achieved period per poll group, in seconds."""
+        return {g: round(h.sum / sum(h.counts), 4) for g, h in self.periods.items() if sum(h.counts)}
 
     def counters(self) -> dict[str, int]:
         out = Counter(self.totals)
@@ -87,6 +103,9 @@ class Health:
             "crashes": self.crashes,
             "error": self.error,
             "counters": self.counters(),
+            "rate": self.rate(),
+            "poll_period": self.poll_period(),
+            "retry_in": round(max(0.0, self.retry_at - time.time()), 1) if self.retry_at else None,
         }
 
 
@@ -166,7 +185,11 @@ async def supervise(cfg: Any, pipeline: Pipeline, health: Health, build=None) ->
             if driver is not None:
                 await _close(driver, health)
             health.release()
-        await asyncio.sleep(delay)
+        health.retry_at = time.time() + delay
+        try:
+            await asyncio.sleep(delay)
+        finally:
+            health.retry_at = None
 
 
 CALM_SECONDS = 60.0  # a driver that ran this long before crashing is restarted at the initial backoff

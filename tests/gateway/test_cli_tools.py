@@ -81,3 +81,32 @@ async def test_run_once_reads_each_poll_group_once_without_a_broker(tmp_path):
     assert all(r["topic"].endswith("/press1/telemetry") and r["context"] == "unassigned" for r in records)
     assert proc.returncode == 1 and b"nobody" in err and b"cannot open" in err  # the dead PLC is named
     assert not (tmp_path / "buffer.db").exists()  # nothing stored
+
+
+async def test_status_shows_version_uptime_rates_retries_alarms_and_disk(tmp_path, broker):
+    from tests.conftest import InProcess
+
+    async with ModbusSim(port=0) as sim:
+        plc = {"kind": "modbus", "name": "press1", "host": "127.0.0.1", "port": sim.port, "polls": [{"interval": 0.1, "tags": [
+            {"name": "press_temperature", "address": 0, "type": "float32", "unit": "degC", "limits": {"high": 20}}]}]}
+        off = {"kind": "modbus", "name": "nobody", "host": "127.0.0.1", "port": 1, "connect_timeout": 1, "backoff_initial": 30,
+               "backoff_max": 60, "polls": [{"interval": 1, "tags": [{"name": "t", "address": 0}]}]}
+        path = write_config(tmp_path, broker.port, [plc, off])
+        async with InProcess(path) as gw:
+            await gw.wait_status(lambda st: st["alarms"] and {d["device"]: d for d in st["devices"]}["press1"]["rate"]
+                                 and {d["device"]: d for d in st["devices"]}["nobody"]["retry_in"])
+            proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway", "status", "-c", str(path), cwd=ROOT,
+                                                        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            out, err = await asyncio.wait_for(proc.communicate(), 60)
+    text = out.decode()
+    assert proc.returncode == 0, err
+    assert f"version {VERSION}, up " in text and "free on its disk" in text
+    assert "/s" in text.split("press1")[1].splitlines()[0]
+    assert "retry in " in [line for line in text.splitlines() if "nobody" in line][0]
+    assert "alarm   press1/press_temperature high" in text
+
+
+def test_long_values_are_cut():
+    from gateway.cli import cut
+
+    assert cut("x" * 500) == "x" * 79 + "…" and cut("short") == "short"
