@@ -128,6 +128,11 @@ async def test_a_real_prometheus_scrapes_the_gateway_with_its_token(tmp_path, br
             await listening(prom_port)
             query = f"http://127.0.0.1:{prom_port}/api/v1/query"
             async with aiohttp.ClientSession() as s, asyncio.timeout(60):
+                while True:  # 503 until its storage is open
+                    async with s.get(f"http://127.0.0.1:{prom_port}/-/ready") as r:
+                        if r.status == 200:
+                            break
+                    await asyncio.sleep(0.1)
                 while True:
                     async with s.get(query, params={"query": 'shopfloor_records_published_total{device="oven"}'}) as r:
                         result = (await r.json())["data"]["result"]
