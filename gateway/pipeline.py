@@ -72,7 +72,7 @@ class Pipeline:
         status, code, message = v.status, v.reason_code, v.message
         if v.change is not None:
             try:
-                self.change(origin.station, v.change)
+                self.change(origin.station, v.change.by(f"scan:{origin.device}"))
             except ContextRefused as exc:
                 status, code, message = "rejected", exc.code, str(exc)
         r.fields = v.fields
@@ -94,7 +94,7 @@ class Pipeline:
         ticket = self.outbox.set_context(station, new.to_json())
         for ev in events:
             ticket = self.outbox.put(self.station_topic(station), encode(context_event(ev, origin, now)), CONTEXT in PROTECTED)
-            log.info("context_changed", station=station, change=ev.event, source=ev.source, work_order=ev.context.work_order,
+            log.info("context_changed", station=station, change=ev.event, source=ev.source, actor=ev.actor, work_order=ev.context.work_order,
                      operation=ev.context.operation, lot=ev.context.lot, operators=list(ev.context.operators),
                      context_id=ev.context.context_id, version=ev.context.version)
         return ticket, new
