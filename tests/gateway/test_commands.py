@@ -326,11 +326,13 @@ def test_an_unreadable_or_short_key_stops_the_start(tmp_path):
         config_mod.load(write_config(tmp_path, 1, [], commands={"colour": 1}))
 
 
-async def test_commands_switched_off_leave_no_subscription(tmp_path, broker):
-    on = write_config(tmp_path, broker.port, [])
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+async def test_commands_switched_off_leave_no_subscription(tmp_path, broker, protocol):
+    mqtt = {"protocol": protocol}
+    on = write_config(tmp_path, broker.port, [], mqtt=mqtt)
     async with InProcess(on) as gw:  # the persistent session now holds the command subscription
         await connected(gw)
-    off = write_config(tmp_path, broker.port, [], commands={"enabled": False})
+    off = write_config(tmp_path, broker.port, [], mqtt=mqtt, commands={"enabled": False})
     async with InProcess(off) as gw:
         st = await gw.wait_status(lambda s: s["broker"]["state"] == "connected")
         assert st["commands"]["enabled"] is False
@@ -338,7 +340,7 @@ async def test_commands_switched_off_leave_no_subscription(tmp_path, broker):
     # the next connect, before anything published after that.
     async with aiomqtt.Client("127.0.0.1", broker.port) as mes:
         await mes.publish(CMD, orjson.dumps({"action": "start", "work_order": "WO-QUEUED"}), qos=1)
-    on = write_config(tmp_path, broker.port, [])
+    on = write_config(tmp_path, broker.port, [], mqtt=mqtt)
     async with Upstream(broker.port, f"{BASE}/#") as up, InProcess(on) as gw:
         await connected(gw)
         async with aiomqtt.Client("127.0.0.1", broker.port) as mes:
