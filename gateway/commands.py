@@ -17,6 +17,7 @@ newline, then `hmac-sha256=<64 hex digits>`, the HMAC-SHA256 of those bytes unde
 from __future__ import annotations
 
 import hashlib
+import heapq
 import hmac
 import re
 import time
@@ -166,7 +167,8 @@ class Guard:
         self.key = key
         self.max_age = max_age
         self.clock = clock
-        self.seen: dict[str, float] = {}  # command id -> when its ts stops being fresh
+        self.seen: set[str] = set()
+        self._expiry: list[tuple[float, str]] = []  # heap of (when its ts stops being fresh, id)
 
     def verify(self, body: bytes, sig: bytes | None) -> None:
         if sig is None:
@@ -182,10 +184,12 @@ class Guard:
         now = self.clock()
         if abs(now - cmd.ts) > self.max_age:
             raise Refused("stale", f"ts is {now - cmd.ts:.0f} s from the gateway's clock; at most {self.max_age:g} s are accepted")
-        self.seen = {k: until for k, until in self.seen.items() if until >= now}
+        while self._expiry and self._expiry[0][0] < now:
+            self.seen.discard(heapq.heappop(self._expiry)[1])
         if cmd.id in self.seen:
             raise Refused("replayed", f"command id {cmd.id} was already received")
-        self.seen[cmd.id] = cmd.ts + self.max_age
+        self.seen.add(cmd.id)
+        heapq.heappush(self._expiry, (cmd.ts + self.max_age, cmd.id))
 
 
 # --- MQTT commands --------------------------------------------------------------------------------
