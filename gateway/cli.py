@@ -222,7 +222,10 @@ def render_status(st: dict[str, Any]) -> str:
     out.append(line)
     out.append("counters " + ", ".join(f"{k}={v}" for k, v in st["counters"].items()))
     if cmds := st.get("commands"):
-        out.append("commands " + ", ".join(f"{k}={v}" for k, v in cmds.items() if isinstance(v, int)))
+        line = f"commands {'on' if cmds.get('enabled') else 'off'}{', signed' if cmds.get('signed') else ''}: {cmds.get('accepted', 0)} accepted, {cmds.get('rejected', 0)} refused"
+        if cmds.get("reasons"):
+            line += " (" + ", ".join(f"{k} {v}" for k, v in cmds["reasons"].items()) + ")"
+        out.append(line)
     if (b or {}).get("last_dead_letter"):
         d = b["last_dead_letter"]
         out.append(f"dead letter {_age(d['at'])}: {cut(d['reason'], 100)}")
@@ -270,12 +273,31 @@ def cmd_context(args) -> int:
         for key in ("work_order", "operation", "lot", "operators", "reason"):
             if getattr(args, key, None) is not None:
                 req[key] = getattr(args, key)
+        if (problem := _invalid(req)) is not None:
+            print(f"refused: {problem}", file=sys.stderr)
+            return EX_FAIL
     rsp = asyncio.run(_context(cfg, req))
     if not rsp.get("ok"):
         print(f"refused: {rsp.get('error')}", file=sys.stderr)
         return EX_FAIL
     print(json.dumps(rsp.get("context") or rsp.get("contexts"), indent=2))
     return EX_OK
+
+
+def _invalid(req: dict[str, Any]) -> str | None:
+    """Why the arguments cannot make a valid request (in terms of the options), or None."""
+    from pydantic import ValidationError
+
+    from gateway import commands
+
+    try:
+        commands.ControlRequest.model_validate(req)
+    except ValidationError as exc:
+        e = exc.errors()[0]
+        field = str(e["loc"][0]) if e["loc"] else "arguments"
+        option = "--operator" if field == "operators" else "--" + field.replace("_", "-")
+        return f"{option}: {e['msg'].removeprefix('Value error, ')}"
+    return None
 
 
 async def _context(cfg, req: dict[str, Any]) -> dict[str, Any]:
@@ -292,7 +314,7 @@ async def _context(cfg, req: dict[str, Any]) -> dict[str, Any]:
         gw = Gateway(cfg, box, await box.contexts())
         writer = asyncio.create_task(box.run())
         try:
-            return await gw.handle(req)
+            return await gw.handle(req, control.Peer.local())
         finally:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -101,14 +101,19 @@ class MqttConfig(Strict):
         return self.port or (8883 if self.tls else 1883)
 
     def password(self) -> str | None:
-        if self.password_file:
-            return self.password_file.read_text().splitlines()[0]
-        if self.password_credential:
-            folder = os.environ.get("CREDENTIALS_DIRECTORY")
-            if not folder:
-                raise ConfigError([f"mqtt.password_credential: {self.password_credential!r} set but $CREDENTIALS_DIRECTORY is not (run under systemd with LoadCredential=)"])
-            return (Path(folder) / self.password_credential).read_text().splitlines()[0]
-        return None
+        return secret(self.password_file, self.password_credential, "mqtt.password_credential")
+
+
+def secret(file: Path | None, credential: str | None, field: str) -> str | None:
+    """The first line of `file`, or of the systemd credential `credential`; None when neither is set."""
+    if file:
+        return file.read_text().splitlines()[0]
+    if credential:
+        folder = os.environ.get("CREDENTIALS_DIRECTORY")
+        if not folder:
+            raise ConfigError([f"{field}: {credential!r} set but $CREDENTIALS_DIRECTORY is not (run under systemd with LoadCredential=)"])
+        return (Path(folder) / credential).read_text().splitlines()[0]
+    return None
 
 
 class BufferConfig(Strict):
@@ -156,14 +161,8 @@ class HttpConfig(Strict):
         return self
 
     def token(self) -> str | None:
-        if self.token_file:
-            return self.token_file.read_text().splitlines()[0].strip()
-        if self.token_credential:
-            folder = os.environ.get("CREDENTIALS_DIRECTORY")
-            if not folder:
-                raise ConfigError([f"http.token_credential: {self.token_credential!r} set but $CREDENTIALS_DIRECTORY is not"])
-            return (Path(folder) / self.token_credential).read_text().splitlines()[0].strip()
-        return None
+        text = secret(self.token_file, self.token_credential, "http.token_credential")
+        return text.strip() if text is not None else None
 
 
 def _loopback(host: str) -> bool:
@@ -175,6 +174,38 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+class CommandsConfig(Strict):
+    """MES commands over MQTT (`<station>/cmd/context`). With a key, only commands signed with it,
+    fresh and not seen before are applied; without one, the broker's ACL is the only guard."""
+
+    enabled: bool = Field(default=True, description="Subscribe to MES commands. false: the gateway does not subscribe; only the local CLI and scans change contexts.")
+    key_file: Path | None = Field(default=None, description="File whose first line is the shared HMAC-SHA256 key (at least 32 characters, e.g. `openssl rand -hex 32`).")
+    key_credential: str | None = Field(
+        default=None, description="Name of a systemd credential ($CREDENTIALS_DIRECTORY/<name>) holding the key."
+    )
+    max_age: float = Field(
+        default=60.0,
+        gt=0,
+        le=3600,
+        description="Seconds a signed command's `ts` may differ from the gateway's clock; its `id` is remembered as long to refuse replays.",
+    )
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> CommandsConfig:
+        if self.key_file and self.key_credential:
+            raise ValueError("give either key_file or key_credential, not both")
+        return self
+
+    def key(self) -> bytes | None:
+        """The signing key as bytes, or None when commands are not signed. OSError when unreadable."""
+        text = secret(self.key_file, self.key_credential, "commands.key_credential")
+        if text is None:
+            return None
+        if len(text) < 32:
+            raise ConfigError([f"commands: the key is {len(text)} characters long; at least 32 are needed (openssl rand -hex 32)"])
+        return text.encode()
 
 
 class LogConfig(Strict):
@@ -189,6 +220,7 @@ class Config(Strict):
     mqtt: MqttConfig
     buffer: BufferConfig = Field(default_factory=BufferConfig)
     control: ControlConfig = Field(default_factory=ControlConfig)
+    commands: CommandsConfig = Field(default_factory=CommandsConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     http: HttpConfig | None = Field(default=None, description="HTTP server for metrics; off when absent.")
     devices: list[DeviceConfig] = Field(default_factory=list, description="The devices this gateway reads.")

@@ -80,6 +80,11 @@ class Change:
     operators: tuple[str, ...] | None = None
     extra: dict[str, Any] | None = None
     reason: str | None = None
+    # Who asked: `cli:uid=1000(alice)`, `mes:<command id>/signed`, `scan:<device>`; set by the entry, never by the request.
+    actor: str | None = None
+
+    def by(self, actor: str) -> Change:
+        return replace(self, actor=actor)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +95,7 @@ class Event:
     context: Context
     source: str
     reason: str | None = None
+    actor: str | None = None
 
 
 def apply(cur: Context, ch: Change, now: float | None = None) -> tuple[Context, list[Event]]:
@@ -125,7 +131,7 @@ def apply(cur: Context, ch: Change, now: float | None = None) -> tuple[Context, 
             started_at=now,
             extra=dict(ch.extra or {}),
         )
-        events.append(Event("started", new, ch.source, ch.reason))
+        events.append(Event("started", new, ch.source, ch.reason, ch.actor))
         return new, events
     if ch.action == "end":
         if not cur.active:
@@ -149,7 +155,7 @@ def apply(cur: Context, ch: Change, now: float | None = None) -> tuple[Context, 
             return cur, []
         new = replace(cur, operators=tuple(ops), version=cur.version + 1)
         kind = "operator_in" if ch.action == "login" else "operator_out"
-        return new, [Event(kind, new, ch.source, ch.reason)]
+        return new, [Event(kind, new, ch.source, ch.reason, ch.actor)]
     raise ValueError(f"unknown action {ch.action!r}")
 
 
@@ -182,10 +188,10 @@ def _update(cur: Context, ch: Change, now: float) -> tuple[Context, list[Event]]
     if new == cur:
         return cur, []
     new = replace(new, version=cur.version + 1)
-    return new, [Event("updated", new, ch.source, ch.reason)]
+    return new, [Event("updated", new, ch.source, ch.reason, ch.actor)]
 
 
 def _end(cur: Context, ch: Change, now: float) -> tuple[Context, list[Event]]:
     ended = replace(cur, state="idle", version=cur.version + 1, ended_at=now, source=ch.source)
     idle = Context(station=cur.station, version=ended.version, operators=cur.operators)
-    return idle, [Event("ended", ended, ch.source, ch.reason)]
+    return idle, [Event("ended", ended, ch.source, ch.reason, ch.actor)]

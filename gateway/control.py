@@ -1,8 +1,9 @@
 """The local control socket: one JSON request per line, one JSON answer per line.
 
 Requests: {"cmd": "status"}, {"cmd": "context", "station": …, "action": start|update|end|login|logout,
-"work_order": …, "operation": …, "lot": …, "operators": […]}, {"cmd": "contexts"}.
+"work_order": …, "operation": …, "lot": …, "operators": […], "extra": {…}, "reason": …}, {"cmd": "contexts"}.
 The socket is created with mode 0660: who may change a station's work order is who may write it.
+The handler is told who is asking from the kernel (SO_PEERCRED), never from the request.
 """
 
 from __future__ import annotations
@@ -10,15 +11,48 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pwd
+import socket
+import struct
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 LIMIT = 1 << 20
 SUN_PATH_MAX = 107  # bytes in sockaddr_un.sun_path, less the terminating NUL
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """The process at the other end of a control connection."""
+
+    pid: int
+    uid: int
+    gid: int
+
+    @classmethod
+    def of(cls, sock: socket.socket) -> Peer:
+        fmt = "3i"  # struct ucred: pid, uid, gid
+        return cls(*struct.unpack(fmt, sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize(fmt))))
+
+    @classmethod
+    def local(cls) -> Peer:
+        """This process: the CLI changing the buffer file itself when no daemon runs."""
+        return cls(os.getpid(), os.getuid(), os.getgid())
+
+    @property
+    def actor(self) -> str:
+        try:
+            name = pwd.getpwuid(self.uid).pw_name
+        except KeyError:
+            return f"cli:uid={self.uid}"
+        return f"cli:uid={self.uid}({name})"
+
+
+Handler = Callable[[dict[str, Any], Peer], Awaitable[dict[str, Any]]]
 
 
 @contextlib.contextmanager
@@ -41,13 +75,14 @@ async def serve(path: Path, handle: Handler, ready: asyncio.Event | None = None)
         path.unlink()  # left over from a crash; we hold the buffer lock, so no live daemon owns it
 
     async def client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peer = Peer.of(writer.get_extra_info("socket"))
         try:
-            while line := await reader.readline():
+            while line := await _line(reader, writer):
                 try:
                     req = orjson.loads(line)
                     if not isinstance(req, dict):
                         raise ValueError("request must be a JSON object")
-                    rsp = await handle(req)
+                    rsp = await handle(req, peer)
                 except (ValueError, orjson.JSONDecodeError) as exc:
                     rsp = {"ok": False, "error": str(exc)}
                 writer.write(orjson.dumps(rsp) + b"\n")
@@ -70,6 +105,17 @@ async def serve(path: Path, handle: Handler, ready: asyncio.Event | None = None)
             await server.serve_forever()
     finally:
         path.unlink(missing_ok=True)
+
+
+async def _line(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bytes:
+    """The next request line; a line over LIMIT is answered with a refusal and ends the connection
+    (the rest of it cannot be told from the next request)."""
+    try:
+        return await reader.readline()
+    except ValueError:
+        writer.write(orjson.dumps({"ok": False, "error": f"request longer than {LIMIT} bytes", "code": "too_large"}) + b"\n")
+        await writer.drain()
+        return b""
 
 
 async def request(path: Path, req: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:

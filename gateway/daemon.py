@@ -15,11 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import orjson
 import structlog
 
+from gateway import commands, control, logs
 from gateway import config as config_mod
-from gateway import control, logs
 from gateway import reload as reload_mod
 from gateway.config import Config
 from gateway.context import Change, ContextRefused
@@ -34,50 +33,19 @@ from gateway.version import VERSION
 
 log = structlog.get_logger("gateway")
 DRAIN_SECONDS = 5.0
-ACTIONS = ("start", "update", "end", "login", "logout")
-
-
-def change_from(req: dict[str, Any], source: str) -> Change:
-    """Build a context change from a control request or an MES command; ValueError when malformed."""
-    action = req.get("action")
-    if action == "set":
-        action = "start"
-    if action == "clear":
-        action = "end"
-    if action not in ACTIONS:
-        raise ValueError(f"action must be one of {', '.join(ACTIONS)} (or set/clear), got {action!r}")
-    ops = req.get("operators")
-    if isinstance(ops, str):
-        ops = [ops]
-    if ops is not None and not (isinstance(ops, list) and all(isinstance(o, str) for o in ops)):
-        raise ValueError("operators must be a list of strings")
-    for key in ("work_order", "operation", "lot", "reason"):
-        if req.get(key) is not None and not isinstance(req[key], str):
-            raise ValueError(f"{key} must be a string")
-    extra = req.get("extra")
-    if extra is not None and not isinstance(extra, dict):
-        raise ValueError("extra must be an object")
-    return Change(
-        action=action,
-        source=source,
-        work_order=req.get("work_order"),
-        operation=req.get("operation"),
-        lot=req.get("lot"),
-        operators=tuple(ops) if ops is not None else None,
-        extra=extra,
-        reason=req.get("reason"),
-    )
 
 
 class Gateway:
-    def __init__(self, cfg: Config, outbox: Outbox, saved: dict[str, dict]):
+    def __init__(self, cfg: Config, outbox: Outbox, saved: dict[str, dict], key: bytes | None = None):
+        """`key`: the commands signing key, read by `run`. Built without it while the configuration
+        names one (as the CLI does to change the buffer directly), the gateway takes no MQTT commands."""
         self.cfg = cfg
         self.outbox = outbox
         self.pipeline = Pipeline(cfg, outbox, saved)
-        self.publisher = Publisher(cfg, outbox, on_command=self.on_command)
+        self.commands = _commands(cfg, self.change, key)
+        self.publisher = Publisher(cfg, outbox, on_command=self.commands.on_message if self.commands.enabled else None)
         self.health = {d.name: Health(d.name, d.kind) for d in cfg.devices}
         self.started = time.time()
-        self.commands = {"accepted": 0, "rejected": 0}
         self.source: Path | None = None  # the configuration file, for reloads
         self.devices: dict[str, asyncio.Task] = {}
         self._tg: asyncio.TaskGroup | None = None
@@ -123,7 +91,7 @@ class Gateway:
     async def change(self, station: str | None, ch: Change) -> dict[str, Any]:
         station = station or self.cfg.gateway.stations[0].name
         if station not in self.pipeline.contexts:
-            return {"ok": False, "error": f"unknown station {station!r}"}
+            return {"ok": False, "error": f"unknown station {station!r}", "code": "unknown_station"}
         try:
             ticket, ctx = self.pipeline.change(station, ch)
         except ContextRefused as exc:
@@ -131,25 +99,7 @@ class Gateway:
         await self.outbox.committed(ticket)
         return {"ok": True, "context": ctx.to_json()}
 
-    async def on_command(self, topic: str, payload: bytes) -> None:
-        parts = topic.split("/")
-        station, what = parts[-3], parts[-1]
-        try:
-            if what != "context":
-                raise ValueError(f"unknown command topic {topic!r} (expected …/<station>/cmd/context)")
-            req = orjson.loads(payload)
-            if not isinstance(req, dict):
-                raise ValueError("payload must be a JSON object")
-            rsp = await self.change(station, change_from(req, "mes"))
-        except (ValueError, orjson.JSONDecodeError) as exc:
-            rsp = {"ok": False, "error": str(exc)}
-        if rsp["ok"]:
-            self.commands["accepted"] += 1
-        else:
-            self.commands["rejected"] += 1
-            log.warning("command_rejected", topic=topic, error=rsp["error"], payload=payload[:200].decode("utf-8", "replace"))
-
-    async def handle(self, req: dict[str, Any]) -> dict[str, Any]:
+    async def handle(self, req: dict[str, Any], peer: control.Peer) -> dict[str, Any]:
         cmd = req.get("cmd")
         if cmd == "status":
             return {"ok": True, **await self.status()}
@@ -159,10 +109,11 @@ class Gateway:
             return {"ok": True, "contexts": {s: c.to_json() for s, c in self.pipeline.contexts.items()}}
         if cmd == "context":
             try:
-                ch = change_from(req, "cli")
-            except ValueError as exc:
-                return {"ok": False, "error": str(exc)}
-            return await self.change(req.get("station"), ch)
+                r = commands.control_request(req)
+            except commands.Refused as exc:
+                log.warning("command_rejected", source="cli", actor=peer.actor, reason=exc.reason, error=str(exc))
+                return {"ok": False, "error": str(exc), "code": exc.reason}
+            return await self.change(r.station, r.change("cli", peer.actor))
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
     def poll_periods(self) -> dict[str, dict]:
@@ -194,7 +145,7 @@ class Gateway:
             },
             "counters": {"read": self.pipeline.read, "buffered": st.counters["captured"], **st.counters, "internal_errors": self.pipeline.internal_errors},
             "broker": self.publisher.to_json(),
-            "commands": self.commands,
+            "commands": self.commands.to_json(),
             "contexts": {s: c.to_json() for s, c in self.pipeline.contexts.items()},
         }
 
@@ -206,6 +157,14 @@ def _disk_free(path: Path) -> int | None:
         return None
 
 
+def _commands(cfg: Config, apply, key: bytes | None) -> commands.Commands:
+    g, c = cfg.gateway, cfg.commands
+    signed = bool(c.key_file or c.key_credential)
+    guard = commands.Guard(key, c.max_age) if key is not None else None
+    base = f"{cfg.mqtt.topic_prefix}/{g.site}/{g.area}/{g.line}"
+    return commands.Commands(base, g.id, [s.name for s in g.stations], apply, guard, c.enabled and (guard is not None or not signed))
+
+
 def preflight(cfg: Config) -> None:
     """Fail at start, with exit 78, on settings that would only fail later (secrets, TLS files)."""
     problems = []
@@ -213,6 +172,12 @@ def preflight(cfg: Config) -> None:
         cfg.mqtt.password()
     except OSError as exc:
         problems.append(f"mqtt.password: cannot read the password: {exc}")
+    try:
+        cfg.commands.key()
+    except OSError as exc:
+        problems.append(f"commands: cannot read the signing key: {exc}")
+    except ConfigError as exc:
+        problems += exc.problems
     if cfg.mqtt.tls:
         try:
             tls_context(cfg)
@@ -287,7 +252,7 @@ async def run(cfg: Config, stop: asyncio.Event | None = None, started=None, sour
 
 async def _serve(cfg: Config, outbox: Outbox, stop: asyncio.Event, started, source: Path | None, hup: asyncio.Event) -> int:
     """The gateway's tasks, from start to the end of a stop; returns the exit status so far."""
-    gw = Gateway(cfg, outbox, await outbox.contexts())
+    gw = Gateway(cfg, outbox, await outbox.contexts(), cfg.commands.key())
     gw.source = source
     log.info(
         "gateway_started",

@@ -119,10 +119,13 @@ class GatewayCollector:
             scans.add_metric([device, status], n)
         yield scans
         cmds = CounterMetricFamily(f"{PREFIX}_commands", "MES commands by outcome.", labels=["outcome"])
-        for outcome, n in sorted(gw.commands.items()):
-            if isinstance(n, int):
-                cmds.add_metric([outcome], n)
+        cmds.add_metric(["accepted"], gw.commands.accepted)
+        cmds.add_metric(["rejected"], gw.commands.rejected)
         yield cmds
+        why = CounterMetricFamily(f"{PREFIX}_commands_rejected", "MES commands refused, by reason class.", labels=["reason"])
+        for reason, n in sorted(gw.commands.reasons.items()):
+            why.add_metric([reason], n)
+        yield why
 
     def _devices(self, gw: Gateway) -> Iterator[Metric]:
         state = GaugeMetricFamily(f"{PREFIX}_device_state", "1 for the state each device is in.", labels=["device", "kind", "state"])

@@ -157,7 +157,7 @@ class Pipeline:
         planned = None
         if v.change is not None:
             try:
-                planned = apply(ctx, v.change, time.time())
+                planned = apply(ctx, v.change.by(f"scan:{origin.device}"), time.time())
             except ContextRefused as exc:
                 status, code, message = "rejected", exc.code, str(exc)
         r.fields = v.fields
@@ -180,7 +180,7 @@ class Pipeline:
         ticket = self.outbox.set_context(station, new.to_json())
         for ev in events:
             ticket = self.outbox.put(self.station_topic(station), encode(context_event(ev, origin, now)), CONTEXT in PROTECTED)
-            log.info("context_changed", station=station, change=ev.event, source=ev.source, work_order=ev.context.work_order,
+            log.info("context_changed", station=station, change=ev.event, source=ev.source, actor=ev.actor, work_order=ev.context.work_order,
                      operation=ev.context.operation, lot=ev.context.lot, operators=list(ev.context.operators),
                      context_id=ev.context.context_id, version=ev.context.version)
         return ticket

@@ -10,7 +10,11 @@
   (gateway_id, seq).
 - A retained status message on `<prefix>/<site>/<area>/<line>/_gateway/<id>/status` says online; the
   broker publishes the last will (offline) when the gateway vanishes.
-- MES commands arrive on `<prefix>/<site>/<area>/<line>/<station>/cmd/context` and go to `on_command`.
+- MES commands arrive on `<prefix>/<site>/<area>/<line>/<station>/cmd/context` and go to `on_command`
+  (gateway.commands), with their retain flag: MQTT 5 subscribes with retain-as-published, so a
+  retained command stays recognisable on a live subscription. The reply it returns is published
+  (QoS 1, with the MQTT 5 correlation data). Without `on_command` (commands disabled) the gateway
+  does not subscribe, and removes the subscription a persistent session may still hold.
 - MQTT 5: a PUBACK with a reason code >= 0x80 refuses the message (e.g. 0x87 not authorized by the
   broker's ACL). Its rows are not acknowledged as delivered: they go to the dead-letter table with the
   reason code (0x91 and 0x97, which may pass, reconnect and retry instead). MQTT 3.1.1 has no way to
@@ -37,7 +41,9 @@ from aiomqtt.exceptions import MqttConnectError
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
+from gateway.commands import Incoming, Reply
 from gateway.config import Config
 from gateway.metrics import LATENCY_BUCKETS, Histogram
 from gateway.outbox import Outbox
@@ -117,7 +123,7 @@ class PahoHooks:
 
 
 class Publisher:
-    def __init__(self, cfg: Config, outbox: Outbox, on_command: Callable[[str, bytes], Awaitable[None]] | None = None):
+    def __init__(self, cfg: Config, outbox: Outbox, on_command: Callable[[Incoming], Awaitable[Reply | None]] | None = None):
         self.cfg = cfg
         self.mqtt = cfg.mqtt
         self.outbox = outbox
@@ -246,7 +252,7 @@ class Publisher:
             qos=1,
             retain=True,
         )
-        await client.subscribe(self.command_filter, qos=1)
+        await self._subscribe(client)
         # Connected once the session is complete: online announced, MES commands subscribed.
         self._set("connected", None)
         try:
@@ -256,11 +262,42 @@ class Publisher:
         except* aiomqtt.MqttError as eg:
             raise eg.exceptions[0] from None
 
+    async def _subscribe(self, client: aiomqtt.Client) -> None:
+        if self.on_command is None:
+            await client.unsubscribe(self.command_filter)
+            return
+        if self.mqtt.protocol == "5":
+            granted = await client.subscribe(self.command_filter, options=SubscribeOptions(qos=1, retainAsPublished=True))
+        else:
+            granted = await client.subscribe(self.command_filter, qos=1)
+        code = granted[0]
+        if (code.is_failure if isinstance(code, ReasonCode) else code == 0x80) and self.connects == 1:
+            log.error("commands_not_subscribed", topic=self.command_filter, reason=str(code), hint="check the broker's ACL: the gateway needs read access to its command topics")
+
     async def _commands(self, client: aiomqtt.Client) -> None:
         # Also the disconnect detector: the iterator raises MqttError when the connection drops.
         async for msg in client.messages:
-            if self.on_command is not None:
-                await self.on_command(str(msg.topic), bytes(msg.payload or b""))
+            if self.on_command is None:
+                continue
+            props = msg.properties
+            reply = await self.on_command(
+                Incoming(
+                    str(msg.topic),
+                    bytes(msg.payload or b""),
+                    bool(msg.retain),
+                    getattr(props, "ResponseTopic", None),
+                    getattr(props, "CorrelationData", None),
+                )
+            )
+            if reply is not None:
+                await self._reply(client, reply)
+
+    async def _reply(self, client: aiomqtt.Client, reply: Reply) -> None:
+        props = None
+        if self.mqtt.protocol == "5" and reply.correlation is not None:
+            props = Properties(PacketTypes.PUBLISH)
+            props.CorrelationData = reply.correlation
+        await client.publish(reply.topic, reply.payload, qos=1, properties=props)
 
     async def _send(self, client: aiomqtt.Client, tg: asyncio.TaskGroup) -> None:
         window = asyncio.Semaphore(self.mqtt.max_inflight)

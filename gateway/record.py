@@ -109,6 +109,7 @@ def context_event(ev: Event, o: Origin, now: float) -> dict[str, Any]:
         "station": c.station,
         "event": ev.event,
         "source": ev.source,
+        "actor": ev.actor,
         "reason": ev.reason,
         "state": c.state,
         "context": "active" if c.active else "unassigned",

@@ -2,7 +2,7 @@
 
 Devices are reloaded one by one: a changed or new device starts, a removed one stops, an untouched
 one keeps running without a gap. Everything else the gateway set up at start (its identity, the
-buffer, the broker connection, the stations and their contexts, the control socket, the HTTP server)
+buffer, the broker connection, the MES commands' settings, the stations and their contexts, the control socket, the HTTP server)
 needs a restart: a reload that touches those is refused, naming each setting, and changes nothing.
 The buffer is never touched by a reload, so no row is lost or sent twice.
 """
@@ -14,7 +14,7 @@ from typing import Any
 
 from gateway.config import Config
 
-RESTART_SECTIONS = ("gateway", "mqtt", "buffer", "control", "http")
+RESTART_SECTIONS = ("gateway", "mqtt", "commands", "buffer", "control", "http")
 
 
 @dataclass

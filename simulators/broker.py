@@ -3,7 +3,8 @@
     python -m simulators broker --port 18830      # runs until Ctrl-C
 
 It stands in for the plant's upstream broker: persistence on (so a consumer's persistent session
-survives a restart), no authentication, loopback only.
+survives a restart), loopback only, no authentication unless asked for (`--conf` with the lines of
+config/mosquitto/shopfloor.conf, or `extra` and `anonymous=False` from Python).
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ class Broker:
             log = self.log.read_text() if self.log.exists() else "(no log)"
             raise RuntimeError(f"mosquitto did not start (exit {self.proc.poll()}):\n{log}") from None
 
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
@@ -71,8 +75,11 @@ class Broker:
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m simulators broker", description=__doc__)
     p.add_argument("--port", type=int, default=18830)
+    p.add_argument("--conf", type=Path, help="a file of further mosquitto settings (password_file, acl_file, …)")
+    p.add_argument("--no-anonymous", action="store_true", help="require a login")
     args = p.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp, Broker(Path(tmp), args.port) as b:
+    extra = args.conf.read_text() if args.conf else ""
+    with tempfile.TemporaryDirectory() as tmp, Broker(Path(tmp), args.port, extra=extra, anonymous=not args.no_anonymous) as b:
         print(f"mosquitto on 127.0.0.1:{b.port}", flush=True)
         try:
             b.proc.wait()

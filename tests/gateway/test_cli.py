@@ -55,3 +55,34 @@ def test_context_and_status_without_a_running_gateway(tmp_path):
     assert st["buffer"]["rows"] == 1  # the journaled change waits for the gateway to send it
     r = cli("context", "show", "-c", str(path))
     assert r.returncode == 0 and "WO-9" in r.stdout
+
+
+def test_context_arguments_are_checked_before_anything_is_touched(tmp_path):
+    path = write_config(tmp_path, 1, [])
+    # The argument list is made in the process: 300 KB is more than one exec argument may hold (128 KiB).
+    code = f"import sys; from gateway.cli import main; sys.exit(main(['context', 'set', '-c', {str(path)!r}, '--work-order', 'W' * 300_000]))"
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and r.stderr == "refused: --work-order: is 300000 characters long; at most 64 are allowed\n"
+    assert not (tmp_path / "buffer.db").exists()
+    for args, expected in (
+        (["--work-order", "W" * 100_000], "refused: --work-order: is 100000 characters long; at most 64 are allowed"),
+        (["--work-order", "WO 1"], "refused: --work-order: contains ' '"),
+        (["--work-order", "WO-1", *[f"--operator=op{i}" for i in range(17)]], "refused: --operator: List should have at most 16 items"),
+    ):
+        r = cli("context", "set", "-c", str(path), *args)
+        assert r.returncode == 1 and r.stderr.startswith(expected) and r.stderr.count("\n") == 1, r.stderr
+    assert not (tmp_path / "buffer.db").exists()
+
+
+async def test_without_a_daemon_the_local_user_is_the_actor(tmp_path, broker):
+    import os
+    import pwd
+
+    from tests.conftest import InProcess
+
+    path = write_config(tmp_path, broker.port, [])
+    r = await asyncio.to_thread(cli, "context", "set", "-c", str(path), "--work-order", "WO-9")
+    assert r.returncode == 0, r.stderr
+    async with Upstream(broker.port, "shopfloor/+/+/+/st10/context") as up, InProcess(path):
+        await up.wait(lambda rs: len(rs) == 1)
+    assert up.records[0]["actor"] == f"cli:uid={os.getuid()}({pwd.getpwuid(os.getuid()).pw_name})"

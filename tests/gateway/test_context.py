@@ -71,3 +71,29 @@ def test_update_without_an_order_is_refused():
 def test_round_trip_json():
     c1, _ = apply(Context("st10"), start("WO-1", operators=("a", "b")), now=1)
     assert Context.from_json(c1.to_json()) == c1
+
+
+def test_every_event_carries_the_actor_of_its_change():
+    c1, (ev,) = apply(Context("st10"), Change("start", "cli", work_order="WO-1", actor="cli:uid=0(root)"), now=1)
+    _, (ended, started) = apply(c1, Change("start", "mes", work_order="WO-2").by("mes:c-1/signed"), now=2)
+    assert ev.actor == "cli:uid=0(root)"
+    assert (ended.event, ended.actor, started.event, started.actor) == ("ended", "mes:c-1/signed", "started", "mes:c-1/signed")
+
+
+async def test_a_scanned_change_names_the_scanning_device(tmp_path, broker):
+    from simulators.scanner import SerialScanner
+    from tests.conftest import InProcess, Upstream, write_config
+
+    sim = SerialScanner(tmp_path / "scanner0")
+    sim.plug()
+    dev = {"kind": "scanner_serial", "name": "scanner1", "port": str(tmp_path / "scanner0"), "feedback": "honeywell"}
+    path = write_config(tmp_path, broker.port, [dev])
+    try:
+        async with Upstream(broker.port, "shopfloor/+/+/+/st10/context") as up, InProcess(path) as gw:
+            await gw.wait_status(lambda s: s["devices"][0]["state"] == "connected")
+            sim.scan("]C0WO-2024-0042")
+            await sim.next_ack(10)
+            await up.wait(lambda rs: len(rs) == 1)
+    finally:
+        sim.unplug()
+    assert (up.records[0]["event"], up.records[0]["source"], up.records[0]["actor"]) == ("started", "scan", "scan:scanner1")

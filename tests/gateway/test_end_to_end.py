@@ -69,7 +69,8 @@ async def test_mes_command_sets_the_context_and_bad_commands_are_refused(tmp_pat
         ev = up.of(type="context")[-1]
         assert ev["source"] == "mes" and ev["event"] == "started"
         st = await gw.status()
-        assert st["commands"] == {"accepted": 1, "rejected": 2}
+        assert (st["commands"]["accepted"], st["commands"]["rejected"]) == (1, 2)
+        assert st["commands"]["reasons"] == {"not_json": 1, "invalid": 1}
         assert st["contexts"]["st10"]["work_order"] == "WO-MES"
 
 
