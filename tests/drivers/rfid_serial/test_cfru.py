@@ -68,11 +68,16 @@ def test_fuzz_splitter(parts, cuts):
 @given(st.binary(max_size=600), st.integers(0, 2**32))
 def test_fuzz_a_valid_frame_after_garbage_is_found(garbage, seed):
     rng = random.Random(seed)
-    good = rng.choice(VALID)
-    data = garbage + good + good  # the first copy may be swallowed by a length byte in the garbage
-    chunks = split(data, [rng.randrange(len(data) + 1) for _ in range(rng.randint(0, 20))])
+    first, last = rng.choice(VALID), rng.choice(VALID)
+    head = garbage + first  # the first frame may be swallowed by a length byte in the garbage
+    chunks = split(head, [rng.randrange(len(head) + 1) for _ in range(rng.randint(0, 20))]) + [last]
     out, _ = run(chunks)
-    assert [f.raw for f in out if f.error is None][-1:] == [good]
+    starts = [0]
+    for f in out:
+        starts.append(starts[-1] + len(f.raw))
+    q = len(head)
+    # found at its place, unless a frame whose CRC happens to match runs into it (1 in 65 536 per offset)
+    assert any(f.error is None and (s == q or s < q < s + len(f.raw)) for f, s in zip(out, starts))
 
 
 @fuzz
