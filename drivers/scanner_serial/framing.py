@@ -118,6 +118,8 @@ class Framer:
     def _unprefix(self, frame: Frame) -> Frame:
         if frame.error or not self.prefix:
             return frame
+        if frame.data == self.prefix:
+            return Frame(frame.data, "empty scan: only the prefix")
         if frame.data.startswith(self.prefix):
             return Frame(frame.data[len(self.prefix) :])
         return Frame(frame.data, f"missing prefix {self.prefix!r}")

@@ -35,6 +35,10 @@ def test_overlong_and_partial_are_errors_with_bytes_kept():
     assert f.drop_partial() is None
 
 
+def test_a_scan_of_only_the_prefix_is_an_error():
+    assert Framer("line", prefix=b"]C1").feed(b"]C1\r") == [Frame(b"]C1", "empty scan: only the prefix")]
+
+
 def test_gs_and_cp1252_bytes_pass_through():
     assert Framer("line").feed(b"]C1010\x1d10\xe4\r") == [Frame(b"]C1010\x1d10\xe4")]
 
