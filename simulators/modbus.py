@@ -8,7 +8,7 @@ In tests::
 
     async with ModbusSim(port=0) as sim:          # sim.port is the bound port
         await sim.set("press_temperature", 200.0) # pin a point to a value (it stops moving)
-        sim.fault = "silent"                      # or ("exception", 2), or None
+        sim.fault = "silent"                      # or ("exception", 2), ("short", 1), or None
         await sim.restart()
 
 Register map (every unit id serves the same map; addresses are 0-based protocol addresses;
@@ -326,6 +326,14 @@ class ModbusSim:
         if not sending:
             self.requests += 1
             self.requests_by_unit[pdu.dev_id] += 1
+            return pdu
+        fault = self.faults.get(pdu.dev_id, self.fault)
+        if isinstance(fault, tuple) and fault[0] == "short":
+            # A broken gateway or firmware: the answer is well formed but carries fewer values than asked.
+            if pdu.registers:
+                pdu.registers = pdu.registers[: max(0, len(pdu.registers) - fault[1])]
+            elif pdu.bits:
+                pdu.bits = pdu.bits[: max(0, len(pdu.bits) - 8 * ((fault[1] + 7) // 8))]
         return pdu
 
     def _release_silent(self) -> None:
@@ -342,8 +350,8 @@ class ModbusSim:
             fault = "silent" if self._serial else ("exception", ExcCodes.GATEWAY_NO_RESPONSE)
         else:
             fault = self.faults.get(unit, self.fault)
-        if fault is None:
-            return None
+        if fault is None or (isinstance(fault, tuple) and fault[0] == "short"):
+            return None  # a short answer is cut in `_trace`, on its way out
         if fault == "silent":
             if self._hold is None or self._hold.done():
                 self._hold = asyncio.get_running_loop().create_future()

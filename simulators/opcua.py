@@ -15,6 +15,19 @@ Address space (namespace `urn:shopfloor:simulator`, index 2 on a fresh server)::
 
     Objects/Press1/<tag>     NodeId ns=2;s=Press1.<tag>     browse path 0:Objects/2:Press1/2:<tag>
     Objects/Bench/v0000 …    NodeId ns=2;s=Bench.v0000      (only with extra > 0) Double, changing every period
+    Objects/Structs/<name>   NodeId ns=2;s=Structs.<name>   static structured values, below
+
+Structured values (`Structs`, static; `await sim.write("text", value)` replaces one)::
+
+    batch     BatchInfo, a structure type of the simulator's own: Lot String, Quantity UInt32,
+              Setpoints Double[], Started DateTime, Label LocalizedText
+    batches   BatchInfo[2]
+    unit      EUInformation (a standard structure): degree Celsius
+    label     LocalizedText "Presse 1" (de)      qname   QualifiedName 2:Press1
+    ref       NodeId ns=2;s=Press1.recipe         blob    ByteString 00 01 fe ff
+    stamp     DateTime 2026-01-02T03:04:05Z       mixed   Variant[] of Int32 7, String "seven", Double 7.5
+    text      String "short" (write a long one to test caps)    doubles  Double[] 0.0 … 9.0
+    number    Double 1.5 (write NaN or infinity to test the driver)
 
 Tags are the Modbus simulator's points (same names, same motion) in engineering units: the ×0.1
 integers of the Modbus map are Double here (motor_current 12.5 A), the rest keep their type (Float,
@@ -35,6 +48,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import logging
 import socket
 import sys
@@ -44,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 from asyncua import Server, ua
+from asyncua.common.structures104 import new_struct, new_struct_field
 from asyncua.crypto import cert_gen
 from asyncua.crypto.permission_rules import User, UserRole
 from cryptography import x509
@@ -161,11 +176,54 @@ class OpcUaSim:
                 nid = ua.NodeId(f"Bench.{name}", self.ns)
                 await bench.add_variable(nid, ua.QualifiedName(name, self.ns), ua.Variant(0.0, ua.VariantType.Double))
                 self.nodes[name] = nid
+        await self._structs(server)
         await server.start()
         self.server = server
         self.starts += 1
         self._fault = None
         await self._refresh()
+
+    async def _structs(self, server: Server) -> None:
+        folder = await server.nodes.objects.add_object(ua.NodeId("Structs", self.ns), ua.QualifiedName("Structs", self.ns))
+        batch_type, _ = await new_struct(server, self.ns, "BatchInfo", [
+            new_struct_field("Lot", ua.VariantType.String),
+            new_struct_field("Quantity", ua.VariantType.UInt32),
+            new_struct_field("Setpoints", ua.VariantType.Double, array=True),
+            new_struct_field("Started", ua.VariantType.DateTime),
+            new_struct_field("Label", ua.VariantType.LocalizedText),
+        ])
+        # the class is generated once per process; after a restart it is already registered in `ua`
+        batch = (await server.load_data_type_definitions()).get("BatchInfo") or ua.BatchInfo
+        stamp = datetime.datetime(2026, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)
+
+        def info(lot: str, quantity: int) -> Any:
+            return batch(Lot=lot, Quantity=quantity, Setpoints=[180.0, 182.5], Started=stamp, Label=ua.LocalizedText("Pressing", "en"))
+
+        celsius = ua.EUInformation(NamespaceUri="http://www.opcfoundation.org/UA/units/un/cefact", UnitId=4408652,
+                                   DisplayName=ua.LocalizedText("°C"), Description=ua.LocalizedText("degree Celsius"))
+        values: dict[str, tuple[ua.Variant, ua.NodeId | None]] = {
+            "batch": (ua.Variant(info("LOT-A42", 120), ua.VariantType.ExtensionObject), batch_type.nodeid),
+            "batches": (ua.Variant([info("LOT-A42", 120), info("LOT-B7", 5)], ua.VariantType.ExtensionObject), batch_type.nodeid),
+            "unit": (ua.Variant(celsius, ua.VariantType.ExtensionObject), ua.NodeId(ua.ObjectIds.EUInformation)),
+            "label": (ua.Variant(ua.LocalizedText("Presse 1", "de")), None),
+            "qname": (ua.Variant(ua.QualifiedName("Press1", self.ns)), None),
+            "ref": (ua.Variant(ua.NodeId("Press1.recipe", self.ns)), None),
+            "blob": (ua.Variant(b"\x00\x01\xfe\xff", ua.VariantType.ByteString), None),
+            "stamp": (ua.Variant(stamp, ua.VariantType.DateTime), None),
+            "mixed": (ua.Variant([ua.Variant(7, ua.VariantType.Int32), ua.Variant("seven"), ua.Variant(7.5)], ua.VariantType.Variant), ua.NodeId(ua.ObjectIds.BaseDataType)),
+            "text": (ua.Variant("short", ua.VariantType.String), None),
+            "doubles": (ua.Variant([float(i) for i in range(10)], ua.VariantType.Double), None),
+            "number": (ua.Variant(1.5, ua.VariantType.Double), None),
+        }
+        for name, (variant, datatype) in values.items():
+            nid = ua.NodeId(f"Structs.{name}", self.ns)
+            kw = {"datatype": datatype} if datatype is not None else {}
+            await folder.add_variable(nid, ua.QualifiedName(name, self.ns), variant, **kw)
+            self.nodes[name] = nid
+
+    async def write(self, name: str, value: Any, vtype: ua.VariantType | None = None) -> None:
+        """Replace the value of a `Structs` node (e.g. a String of 8 MB)."""
+        await self.server.write_attribute_value(self.nodes[name], ua.DataValue(ua.Variant(value, vtype), SourceTimestamp=_utcnow()))
 
     async def stop(self) -> None:
         if self.server is not None:
@@ -242,8 +300,6 @@ class OpcUaSim:
 
 
 def _utcnow():
-    import datetime
-
     return datetime.datetime.now(datetime.timezone.utc)
 
 

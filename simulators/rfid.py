@@ -13,10 +13,31 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from drivers.rfid_serial.cfru import INVENTORY, crc16, seal
 from simulators.serial_port import PtyDevice
 
 TAGS_PER_FRAME = 4
+INVENTORY = 0x01
+
+
+def crc16(data: bytes) -> int:
+    """CRC-16/MCRF4XX (reflected polynomial 0x8408, init 0xFFFF, no final XOR), bit by bit.
+
+    Written here on purpose, and unlike the driver's table: a simulator sharing the driver's CRC
+    would agree with a wrong one."""
+    crc = 0xFFFF
+    for byte in data:
+        for bit in range(8):
+            feedback = (crc ^ (byte >> bit)) & 1
+            crc >>= 1
+            if feedback:
+                crc ^= 0x8408
+    return crc
+
+
+def seal(body: bytes) -> bytes:
+    """`Len` in front of `Adr Cmd [Status] Data…` and the CRC after it, least significant byte first."""
+    head = bytes([len(body) + 2]) + body
+    return head + crc16(head).to_bytes(2, "little")
 
 
 @dataclass

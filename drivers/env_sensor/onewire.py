@@ -24,8 +24,11 @@ from gateway.model import Reading
 from gateway.ticker import every
 
 LINE1 = re.compile(r"^((?:[0-9a-f]{2} ){9}): crc=([0-9a-f]{2}) (YES|NO)$")
-LINE2 = re.compile(r"^((?:[0-9a-f]{2} ){9})t=(-?\d+)$")
+# w1_therm prints at most 6 digits (-55000..125000); more is not a reading, and int() of thousands
+# of digits is slow or refused.
+LINE2 = re.compile(r"^((?:[0-9a-f]{2} ){9})t=(-?[0-9]{1,7})$")
 POWER_ON = bytes([0x50, 0x05])
+MAX_FILE = 4096  # w1_slave is two lines of about 40 bytes; a bigger file is not one
 
 
 def crc8(data: bytes) -> int:
@@ -43,13 +46,15 @@ def crc8(data: bytes) -> int:
 
 def parse_w1_slave(text: str) -> tuple[float | None, str | None]:
     """(temperature in °C, None) or (None, reason)."""
-    lines = text.strip().splitlines()
+    lines = text.strip().split("\n")
     if len(lines) != 2:
         return None, f"unreadable w1_slave: {len(lines)} lines"
     m1, m2 = LINE1.match(lines[0].strip()), LINE2.match(lines[1].strip())
     if not m1 or not m2:
         return None, "unreadable w1_slave: unexpected format"
     pad = bytes.fromhex(m1.group(1))
+    if m2.group(1) != m1.group(1):
+        return None, "unreadable w1_slave: the two lines show different scratchpads"
     if m1.group(3) != "YES":
         return None, f"CRC error: kernel reports crc={m1.group(2)} NO"
     if crc8(pad[:8]) != pad[8]:
@@ -71,6 +76,7 @@ class OneWireBus:
         self.ow = cfg.onewire
         self.units = {p.name: (p.name in cfg.tags and cfg.tags[p.name].unit) or "degC" for p in self.ow.probes}
         self.steps: dict[str, Step] = {p.name: chain(cfg.tags.get(p.name))[0] for p in self.ow.probes}
+        self.counters = {"crc_errors": 0, "bad_values": 0, "missing": 0, "read_errors": 0}
 
     async def connect(self) -> None:
         return None  # the kernel owns the bus; a missing probe is a bad reading, not a lost link
@@ -85,13 +91,17 @@ class OneWireBus:
     def _read(self, probe_id: str, name: str) -> Reading:
         path = self.ow.root / probe_id / "w1_slave"
         try:
-            raw = path.read_bytes()
+            with path.open("rb") as f:
+                raw = f.read(MAX_FILE)
         except FileNotFoundError:
+            self.counters["missing"] += 1
             return Reading(name, None, time.time(), "bad", self.units[name], f"probe {probe_id} not present under {self.ow.root}")
         except OSError as exc:
+            self.counters["read_errors"] += 1
             return Reading(name, None, time.time(), "bad", self.units[name], f"probe {probe_id}: {exc.strerror}")
         value, reason = parse_w1_slave(raw.decode("ascii", "replace"))
         if reason:
+            self.counters["crc_errors" if reason.startswith("CRC error") else "bad_values"] += 1
             return Reading(name, None, time.time(), "bad", self.units[name], reason, raw=raw)
         return Reading(name, value, time.time(), "good", self.units[name])
 

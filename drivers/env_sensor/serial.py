@@ -2,7 +2,9 @@
 
 Invariants:
 - A line that is not text, does not match, is too long, or holds a non-number is one bad reading per
-  tag with the reason and the raw bytes; the next good line is data again.
+  tag with the reason and the raw bytes; the next good line is data again. A number is a plain
+  decimal (optionally with an exponent) that is finite as a float: `nan`, `inf`, `1e400`, `1_000`
+  are not numbers here, whatever the pattern lets through.
 - Silence is measured from the last *good* line: after `stale_after` seconds every tag gets one bad
   reading ("silent"), and the first good line after it is data again. The port itself failing (EOF,
   device unplugged) is a lost link: `NotConnected`.
@@ -11,6 +13,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import time
 from collections.abc import AsyncIterator
@@ -23,6 +26,17 @@ from drivers.env_sensor.config import EnvSensorConfig
 from gateway.errors import NotConnected
 from gateway.model import Reading
 
+NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+
+
+def number(text: str) -> float | None:
+    """The finite float a sensor printed, or None."""
+    text = text.strip()
+    if not NUMBER.fullmatch(text):
+        return None
+    value = float(text)
+    return value if math.isfinite(value) else None
+
 
 class AsciiSensor:
     def __init__(self, cfg: EnvSensorConfig):
@@ -33,6 +47,7 @@ class AsciiSensor:
         self.steps: dict[str, Step] = {n: chain(cfg.tags.get(n))[0] for n in cfg.names()}
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.counters = {"garbled_lines": 0, "silences": 0}
 
     async def connect(self) -> None:
         try:
@@ -52,6 +67,7 @@ class AsciiSensor:
             except TimeoutError:
                 if not silent:
                     silent = True
+                    self.counters["silences"] += 1
                     for r in self._bad(f"silent: no good line for {self.serial.stale_after:g} s", None):
                         yield r
                 last_good = time.monotonic()  # wait a whole period before checking again
@@ -61,19 +77,22 @@ class AsciiSensor:
             except asyncio.LimitOverrunError:
                 # an endless line without a newline: drop what is buffered and resynchronise
                 junk = await self.reader.read(self.serial.max_line * 4)
+                self.counters["garbled_lines"] += 1
                 for r in self._bad("garbled: line too long", junk[: self.serial.max_line]):
                     yield r
                 continue
             except (OSError, serial.SerialException) as exc:
                 raise NotConnected(f"{self.serial.port}: {exc}") from exc
-            readings = self._parse(line)
+            readings = self.parse(line)
             if all(r.quality == "good" for r in readings):
                 last_good, silent = time.monotonic(), False
+            else:
+                self.counters["garbled_lines"] += 1
             for r in readings:
                 for out in self.steps[r.tag](r):
                     yield out
 
-    def _parse(self, line: bytes) -> list[Reading]:
+    def parse(self, line: bytes) -> list[Reading]:
         if len(line) > self.serial.max_line:
             return self._bad(f"garbled: line longer than {self.serial.max_line} bytes", line[: self.serial.max_line])
         try:
@@ -87,13 +106,14 @@ class AsciiSensor:
             return self._bad("garbled: line does not match the pattern", line)
         now = time.time()
         out = []
-        for name, value in m.groupdict().items():
-            if value is None:
+        for name, text in m.groupdict().items():
+            if text is None:
                 continue
-            try:
-                out.append(Reading(name, float(value), now, "good", self.units[name]))
-            except ValueError:
-                out.append(Reading(name, None, now, "bad", self.units[name], f"garbled: {value!r} is not a number", raw=line))
+            value = number(text)
+            if value is None:
+                out.append(Reading(name, None, now, "bad", self.units[name], f"garbled: {text[:40]!r} is not a finite number", raw=line))
+            else:
+                out.append(Reading(name, value, now, "good", self.units[name]))
         return out
 
     def _bad(self, reason: str, raw: bytes | None) -> list[Reading]:

@@ -2,9 +2,11 @@
 
 Invariants:
 - A block never exceeds the protocol's limits (125 registers, 2000 bits) nor the device's `max_registers`.
-- `decode` returns (value, reason): reason is None for a good value, else why the registers are not a value
-  (NaN, undecodable text); the caller keeps the raw bytes then.
+- `decode` is total: any register list gives (value, reason). reason is None for a good value, else why
+  the registers are not a value (too few or too many registers, NaN or infinity before or after scaling,
+  undecodable text); the caller keeps the raw bytes then. A good number is always finite.
 - Scale and offset apply to numeric types only; bits, bools and strings pass unchanged.
+- A string ends at its first NUL (terminator and padding); blanks are the PLC's data and are kept.
 """
 
 from __future__ import annotations
@@ -68,12 +70,14 @@ def to_bytes(tag: Tag, words: list[int]) -> bytes:
 
 def decode(tag: Tag, words: list[int]) -> tuple[Any, str | None]:
     """Decode a tag's registers honouring its word and byte order, then apply scale and offset."""
+    if len(words) != tag.width:
+        return None, f"answer holds {len(words)} of the tag's {tag.width} registers"
     if tag.type == "bit":
         return bool((words[0] >> tag.bit) & 1), None
     data = to_bytes(tag, words)
     if tag.type == "string":
         try:
-            return data.split(b"\0", 1)[0].decode(tag.encoding).rstrip(), None
+            return data[: tag.length].split(b"\0", 1)[0].decode(tag.encoding), None
         except UnicodeDecodeError as exc:
             return None, f"not {tag.encoding} text: {exc.reason} at byte {exc.start}"
     raw = struct.unpack(">" + FORMAT[tag.type], data)[0]
@@ -84,7 +88,10 @@ def decode(tag: Tag, words: list[int]) -> tuple[Any, str | None]:
     if tag.scale == 1.0 and tag.offset == 0.0:
         return raw, None
     # 12 significant digits: 127 * 0.1 is 12.7, not 12.700000000000001; far beyond any sensor's resolution.
-    return float(f"{raw * tag.scale + tag.offset:.12g}"), None
+    value = float(f"{raw * tag.scale + tag.offset:.12g}")
+    if not math.isfinite(value):
+        return None, f"{raw} * {tag.scale:g} + {tag.offset:g} is out of range"
+    return value, None
 
 
 def shortest_float32(value: float, data: bytes) -> float:

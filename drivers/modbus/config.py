@@ -38,8 +38,8 @@ class Tag(TagRules):
     encoding: Literal["ascii", "latin-1", "utf-8"] = Field(default="ascii", description="For type string: character encoding.")
     word_order: Literal["big", "little"] = Field(default="big", description="big: high word first (ABCD); little: low word first (CDAB).")
     byte_order: Literal["big", "little"] = Field(default="big", description="big: high byte first in each register; little swaps them (BADC/DCBA).")
-    scale: float = Field(default=1.0, description="value = raw * scale + offset (numeric types only).")
-    offset: float = Field(default=0.0, description="value = raw * scale + offset (numeric types only).")
+    scale: float = Field(default=1.0, allow_inf_nan=False, description="value = raw * scale + offset (numeric types only).")
+    offset: float = Field(default=0.0, allow_inf_nan=False, description="value = raw * scale + offset (numeric types only).")
     unit: str | None = Field(default=None, description="Engineering unit put on the readings.")
 
     @model_validator(mode="before")

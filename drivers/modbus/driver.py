@@ -7,6 +7,8 @@ Invariants:
 - An exception response is data: every tag of that request becomes a bad reading with the code. A
   merged request refused with "illegal data address" is split into one request per tag for good, so a
   single unmapped register in a gap costs only its own tag.
+- An answer with fewer registers (or bits) than asked makes bad readings of the tags it does not
+  cover, with the count in `reason`; the tags it covers are decoded. Nothing a device sends raises.
 - On TCP a timeout or transport error means the link is lost: `NotConnected`, and the supervisor
   reconnects. `connect()` returns only once the PLC answered one request: an accepted TCP connection
   alone is not a device that is up. On RTU a timeout is the unit's fault, not the bus's: only that unit's tags go bad and the
@@ -83,6 +85,8 @@ class Modbus:
         self.client = None
         self._quiet_since = 0.0
         self.requests = 0
+        # Faults the readings show one by one, as totals for `status`.
+        self.counters = {"exception_responses": 0, "timeouts": 0, "short_responses": 0, "long_responses": 0, "decode_errors": 0}
 
     @classmethod
     def tcp(cls, cfg: ModbusConfig) -> Modbus:
@@ -154,6 +158,7 @@ class Modbus:
         except (TimeoutError, ModbusIOException) as exc:
             if self.serial_gap is None:
                 raise NotConnected(f"{self.where} unit {unit.id}: no answer within {unit.timeout} s") from exc
+            self.counters["timeouts"] += 1
             reason = f"timeout: unit {unit.id} did not answer within {unit.timeout} s"
             return self._bad(block, reason)
         except (ConnectionException, ModbusException, OSError) as exc:
@@ -170,24 +175,47 @@ class Modbus:
                 for single in group.blocks[i : i + len(block.tags)]:
                     out += await self._read(unit, group, single)
                 return out
+            self.counters["exception_responses"] += 1
             name = EXCEPTION_NAMES.get(code, "unknown") if code else str(rsp)
             return self._bad(block, f"modbus exception {code}: {name}" if code else f"error response {rsp}", code)
-        now = time.time()
-        out = []
         if block.table in ("coil", "discrete"):
-            for t in block.tags:
-                out.append(Reading(t.name, bool(rsp.bits[t.address - block.start]), now, "good", t.unit))
-            return out
-        regs = rsp.registers
+            return self._bits(block, list(rsp.bits))
+        return self._registers(block, list(rsp.registers))
+
+    def _bits(self, block: Block, bits: list[bool]) -> list[Reading]:
+        # pymodbus pads bits to whole bytes, so only a shortfall is detectable
+        now = time.time()
+        if len(bits) < block.count:
+            self.counters["short_responses"] += 1
+        out = []
+        for t in block.tags:
+            off = t.address - block.start
+            if off < len(bits):
+                out.append(Reading(t.name, bool(bits[off]), now, "good", t.unit))
+            else:
+                out.append(Reading(t.name, None, now, "bad", t.unit, f"answer holds {len(bits)} of {block.count} bits"))
+        return out
+
+    def _registers(self, block: Block, regs: list[int]) -> list[Reading]:
+        now = time.time()
+        if len(regs) != block.count:
+            # A device answering with another count than asked: tags whose registers are all there still
+            # decode (their place in the answer is known), the others are bad with the count.
+            self.counters["short_responses" if len(regs) < block.count else "long_responses"] += 1
+        out = []
         for t in block.tags:
             off = t.address - block.start
             words = regs[off : off + t.width]
             value, reason = decode(t, words)
             if reason is None:
                 out.append(Reading(t.name, value, now, "good", t.unit))
+                continue
+            if len(words) < t.width:
+                reason = f"answer holds {len(regs)} of {block.count} registers asked"
             else:
-                raw = b"".join(w.to_bytes(2, "big") for w in words)
-                out.append(Reading(t.name, None, now, "bad", t.unit, reason, raw=raw))
+                self.counters["decode_errors"] += 1
+            raw = b"".join((w & 0xFFFF).to_bytes(2, "big") for w in words)
+            out.append(Reading(t.name, None, now, "bad", t.unit, reason, raw=raw))
         return out
 
     @staticmethod

@@ -63,6 +63,21 @@ class OpcUaConfig(DeviceBase):
         default=None, gt=0, description="Publishing interval of the subscription, seconds; default: the smallest sampling interval."
     )
     nodes: list[Node] = Field(min_length=1, description="Monitored items.")
+    max_string: int = Field(
+        default=4096, ge=1, le=1_048_576,
+        description="Characters of text kept per value, in all its strings together (a ByteString counts its bytes); "
+        "the rest is cut and the reading is uncertain with `truncated: …` in its reason.",
+    )
+    max_array: int = Field(
+        default=1000, ge=1, le=1_000_000,
+        description="Array elements and structure fields kept per value, at every depth together; beyond that the "
+        "value is cut and the reading is uncertain with `truncated: …` in its reason.",
+    )
+    structures: bool = Field(
+        default=True,
+        description="Load the server's data type definitions at connect, so values of its own structure types arrive "
+        "as objects of their fields (otherwise as TypeId and hex body).",
+    )
 
     @model_validator(mode="after")
     def _checks(self) -> OpcUaConfig:

@@ -11,6 +11,11 @@ Invariants:
 - A status code is data: good → good, uncertain → uncertain with the code name, bad → bad with no
   value and the code name. A node the server does not know becomes one bad reading with the reason;
   the other nodes keep flowing.
+- Values go upstream as JSON-able objects (see `values`): structures, arrays of them, LocalizedText,
+  NodeId … never a Python repr. Text and arrays beyond `max_string` / `max_array` are cut and the
+  reading is uncertain with `truncated: …` in its reason; a NaN or infinity is a bad reading.
+- Structures of the server's own types decode only once their definitions are loaded at connect
+  (`structures`); without them a structure arrives as its TypeId and hex body.
 - A full notification queue (the gateway cannot keep up) is a lost link, never a silent drop.
 - asyncua logs every lost publish with a traceback; its loggers are raised to CRITICAL here, since the
   supervisor logs the state change once.
@@ -22,6 +27,7 @@ import asyncio
 import contextlib
 import datetime
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -37,6 +43,7 @@ from cryptography.hazmat.primitives import hashes
 
 from drivers.common.rules import Deadband, Step, chain
 from drivers.opcua.config import Node, OpcUaConfig
+from drivers.opcua.values import plain
 from gateway.errors import DriverFatal, NotConnected
 from gateway.model import Reading
 
@@ -56,21 +63,6 @@ def _epoch(dt: datetime.datetime | None) -> float | None:
     return dt.timestamp()
 
 
-def _plain(value: Any) -> Any:
-    """OPC UA values as JSON-friendly Python values."""
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    if isinstance(value, datetime.datetime):
-        return value.isoformat()
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, ua.LocalizedText):
-        return value.Text
-    return str(value)
-
-
 def thumbprint(cert: x509.Certificate) -> str:
     return cert.fingerprint(hashes.SHA1()).hex(":").upper()  # noqa: S303 - OPC UA identifies certificates by SHA-1
 
@@ -88,6 +80,7 @@ class OpcUa:
         self.handles: dict[int, Node] = {}
         self.missing: list[Reading] = []
         self.lost: Exception | None = None
+        self.counters = {"truncated": 0}
 
     # --- connect -----------------------------------------------------------------------------------
 
@@ -119,6 +112,13 @@ class OpcUa:
             self.lost = exc
 
         client.connection_lost_callback = on_lost
+        if cfg.structures:
+            try:
+                await client.load_data_type_definitions()
+            except ua.UaError:
+                pass  # a server without (readable) type definitions: its structures arrive undecoded, as TypeId and body
+            except LINK_ERRORS as exc:
+                raise NotConnected(f"{cfg.url}: reading data type definitions failed: {exc!r}") from exc
         try:
             await self._subscribe(client)
         except LINK_ERRORS as exc:
@@ -242,11 +242,17 @@ class OpcUa:
         dv = ev.data.monitored_item.Value
         status = dv.StatusCode or ua.StatusCode(ua.StatusCodes.Good)
         ts = _epoch(dv.SourceTimestamp) or _epoch(dv.ServerTimestamp) or time.time()
-        if status.is_good():
-            return Reading(n.name, _plain(ev.value), ts, "good", n.unit)
-        if status.is_uncertain():
-            return Reading(n.name, _plain(ev.value), ts, "uncertain", n.unit, status.name)
-        return Reading(n.name, None, ts, "bad", n.unit, status.name, fields={"status_code": status.value})
+        if status.is_bad():
+            return Reading(n.name, None, ts, "bad", n.unit, status.name, fields={"status_code": status.value})
+        raw = ev.value
+        if isinstance(raw, float) and not math.isfinite(raw):
+            return Reading(n.name, None, ts, "bad", n.unit, f"value is {raw}")
+        value, note = plain(raw, self.cfg.max_string, self.cfg.max_array)
+        if note:
+            self.counters["truncated"] += 1
+        reasons = [r for r in (None if status.is_good() else status.name, note) if r]
+        quality = "good" if not reasons else "uncertain"
+        return Reading(n.name, value, ts, quality, n.unit, "; ".join(reasons) or None)
 
     @staticmethod
     def _bad(n: Node, reason: str) -> Reading:

@@ -8,6 +8,7 @@ more frames of the same inventory follow.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 
 INVENTORY = 0x01
@@ -17,15 +18,55 @@ INVENTORY_OK = frozenset({0x01, 0x02, 0x03, 0x04})
 MORE = 0x03
 NO_TAG = 0xFB
 MIN_FRAME = 5  # Len Adr Cmd Status… at least Len + Adr + Cmd + CRC(2) for a command
+POLY = 0x8408  # CRC-16/MCRF4XX, reflected
 
 
-def crc16(data: bytes) -> int:
-    crc = 0xFFFF
-    for b in data:
-        crc ^= b
+def _table() -> list[int]:
+    out = []
+    for i in range(256):
+        c = i
         for _ in range(8):
-            crc = (crc >> 1) ^ 0x8408 if crc & 1 else crc >> 1
+            c = (c >> 1) ^ POLY if c & 1 else c >> 1
+        out.append(c)
+    return out
+
+
+TABLE = _table()
+
+
+def crc16(data: bytes, crc: int = 0xFFFF) -> int:
+    for b in data:
+        crc = TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
     return crc
+
+
+def _skips() -> list[int]:
+    """Nibble tables of the register's advance over n zero bytes, n = 0..256.
+
+    The register update is linear over GF(2): after n bytes it is adv(n, before) ^ crc16(bytes, 0).
+    With the register kept after every prefix of the stream (`pre`), the CRC of any window is then
+    pre[end] ^ adv(n, pre[start] ^ 0xFFFF), four look-ups whatever the window's length. That is
+    what makes resynchronising on garbage cost a constant per byte instead of a CRC per offset.
+    """
+    basis = [1 << b for b in range(16)]
+    out: list[int] = []
+    for _ in range(257):
+        for k in range(4):
+            nib = [0] * 16
+            for v in range(1, 16):
+                low = v & -v
+                nib[v] = nib[v ^ low] ^ basis[4 * k + low.bit_length() - 1]
+            out += nib
+        basis = [TABLE[e & 0xFF] ^ (e >> 8) for e in basis]
+    return out
+
+
+SKIP = _skips()
+
+
+def _advance(n: int, s: int) -> int:
+    t = n * 64
+    return SKIP[t + (s & 15)] ^ SKIP[t + 16 + (s >> 4 & 15)] ^ SKIP[t + 32 + (s >> 8 & 15)] ^ SKIP[t + 48 + (s >> 12)]
 
 
 def seal(body: bytes) -> bytes:
@@ -62,65 +103,115 @@ class Tag:
     rssi: int
 
 
+PENDING, GOOD, BAD = 0, 1, 2
+COMPACT = 4096  # consumed bytes kept before the buffers are cut (amortises the copy)
+
+
 class Splitter:
     """Cuts reader → host frames out of a byte stream. A frame with a bad CRC is reported once with
-    its bytes and the stream resynchronises on the next offset that holds a valid frame."""
+    its bytes and the stream resynchronises on the next offset that holds a valid frame.
+
+    Every offset is judged once, when the frame its length byte announces is complete, in constant
+    time (see `_skips`); `work` counts bytes taken in, offsets judged and steps of the cutter, and
+    stays within three times the bytes fed (plus one per feed).
+    """
 
     def __init__(self, max_len: int = 255):
-        self._buf = bytearray()
-        self._junk = bytearray()  # bytes given up on, reported with the next good frame or when too many
         self.max_len = max_len
+        self.work = 0
+        self._clear()
+
+    def _clear(self) -> None:
+        self._buf = bytearray()  # bytes from absolute stream index _base on
+        self._pre = [0xFFFF]  # the CRC register after _buf[:i]; any start value works for windows
+        self._verdict = bytearray()  # per byte of _buf: PENDING, GOOD or BAD as a frame start
+        self._base = 0
+        self._pos = 0  # absolute index of the first byte not yet given out
+        self._due: dict[int, list[int]] = {}  # absolute end -> offsets whose frame completes there
+        self._good: list[int] = []  # heap of absolute offsets holding a complete valid frame
+        self._junk = bytearray()  # bytes given up on, reported with the next good frame or when too many
 
     @property
     def partial(self) -> bytes:
-        return bytes(self._junk + self._buf)
+        return bytes(self._junk + self._buf[self._pos - self._base :])
 
     def drop_partial(self) -> Frame | None:
-        raw = bytes(self._junk + self._buf)
-        self._junk, self._buf = bytearray(), bytearray()
+        raw = self.partial
+        self._clear()
         return Frame(raw, error="incomplete frame or garbage") if raw else None
 
     def feed(self, data: bytes) -> list[Frame]:
-        self._buf += data
+        self._take(data)
+        out = self._cut()
+        if len(self._junk) > self.max_len:
+            out.append(Frame(bytes(self._junk), error="CRC mismatch or garbage between frames"))
+            self._junk.clear()
+        if self._pos - self._base >= COMPACT:
+            cut = self._pos - self._base
+            del self._buf[:cut], self._pre[:cut], self._verdict[:cut]
+            self._base = self._pos
+        return out
+
+    def _take(self, data: bytes) -> None:
+        buf, pre, verdict, due, base, pos = self._buf, self._pre, self._verdict, self._due, self._base, self._pos
+        k = base + len(buf)
+        crc = pre[-1]
+        for b in data:
+            buf.append(b)
+            crc = TABLE[(crc ^ b) & 0xFF] ^ (crc >> 8)
+            pre.append(crc)
+            if b < MIN_FRAME:
+                verdict.append(BAD)
+            else:
+                verdict.append(PENDING)
+                due.setdefault(k + b + 1, []).append(k)
+            k += 1
+            for j in due.pop(k, ()):
+                if j < pos:
+                    continue  # already given out
+                self.work += 1
+                ok = crc == _advance(k - j, pre[j - base] ^ 0xFFFF)
+                verdict[j - base] = GOOD if ok else BAD
+                if ok:
+                    heapq.heappush(self._good, j)
+        self.work += len(data)
+
+    def _cut(self) -> list[Frame]:
+        buf, verdict, base, junk, good = self._buf, self._verdict, self._base, self._junk, self._good
+        end = base + len(buf)
         out: list[Frame] = []
-        buf, junk = self._buf, self._junk
-        while buf:
-            n = buf[0] + 1
-            if buf[0] < MIN_FRAME:
-                junk.append(buf.pop(0))
-                continue
-            if len(buf) < n:
-                # Maybe a corrupt length byte: resynchronise on a complete valid frame further on, if any.
-                j = next((j for j in range(1, len(buf) - MIN_FRAME) if _valid_at(buf, j)), None)
-                if j is None:
-                    break
-                junk += buf[:j]
-                del buf[:j]
-                continue
-            raw = bytes(buf[:n])
-            if len(buf) == n and crc16(raw[:-2]) != raw[-2] | raw[-1] << 8:
-                # A complete frame with nothing after it and a bad CRC: a corrupted answer, say so now.
-                del buf[:n]
-                out.append(Frame(bytes(junk) + raw, error="CRC mismatch"))
-                junk.clear()
-                continue
-            if crc16(raw[:-2]) == raw[-2] | raw[-1] << 8:
+        pos = self._pos
+        while pos < end:
+            self.work += 1
+            i = pos - base
+            v, n = verdict[i], buf[i] + 1
+            if v == GOOD:
                 if junk:
                     out.append(Frame(bytes(junk), error="CRC mismatch or garbage between frames"))
                     junk.clear()
-                del buf[:n]
+                raw = bytes(buf[i : i + n])
                 out.append(Frame(raw, raw[1], raw[2], raw[3], raw[4:-2]))
+                pos += n
+            elif v == BAD and (buf[i] < MIN_FRAME or pos + n != end):
+                junk.append(buf[i])
+                pos += 1
             else:
-                junk.append(buf.pop(0))
-        if len(junk) > self.max_len:
-            out.append(Frame(bytes(junk), error="CRC mismatch or garbage between frames"))
-            junk.clear()
+                # Not complete yet, or complete with a bad CRC and nothing after it. Either way the
+                # length byte may be corrupt, so a valid frame complete further on wins.
+                while good and good[0] < pos:
+                    heapq.heappop(good)
+                if good:
+                    junk += buf[i : good[0] - base]
+                    pos = good[0]
+                elif v == BAD:
+                    # a corrupted answer that ended the stream: say so now rather than at the timeout
+                    out.append(Frame(bytes(junk) + bytes(buf[i:]), error="CRC mismatch"))
+                    junk.clear()
+                    pos = end
+                else:
+                    break
+        self._pos = pos
         return out
-
-
-def _valid_at(buf: bytearray, j: int) -> bool:
-    n = buf[j] + 1
-    return buf[j] >= MIN_FRAME and j + n <= len(buf) and crc16(buf[j : j + n - 2]) == buf[j + n - 2] | buf[j + n - 1] << 8
 
 
 def parse_inventory(frame: Frame) -> tuple[list[Tag], str | None]:

@@ -5,6 +5,10 @@ Invariants:
   On link loss all open windows are closed and their summaries reported before `NotConnected`.
 - A frame with a bad CRC/checksum, garbage or an answer that does not add up becomes a reading with
   quality `bad`, the reason and the raw bytes, and is counted; tags decoded before the fault are kept.
+- `counters` (shown by `status`, kept across reconnects by the supervisor): `reads`, `windows`,
+  `crc_errors` (CRC or checksum mismatch), `framing_errors` (garbage, broken or incomplete frames),
+  `bad_answers` (a reader error status or a tag list that does not add up), `missed` (unanswered
+  inventories).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ class _Serial:
     def __init__(self, cfg: RfidSerialConfig):
         self.cfg = cfg
         self.windows = Windows(cfg.hold, cfg.max_window)
-        self.stats = {"reads": 0, "windows": 0, "errors": 0, "missed": 0}
+        self.counters = {"reads": 0, "windows": 0, "crc_errors": 0, "framing_errors": 0, "bad_answers": 0, "missed": 0}
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
@@ -50,8 +54,8 @@ class _Serial:
             raise NotConnected(f"{self.cfg.port}: the port closed (unplugged?)")
         return data
 
-    def _bad(self, raw: bytes, reason: str, type_: str) -> Reading:
-        self.stats["errors"] += 1
+    def _bad(self, raw: bytes, reason: str, type_: str, counter: str) -> Reading:
+        self.counters[counter] += 1
         return Reading(self._tag, None, time.time(), "bad", reason=reason, type=type_, raw=raw)
 
     async def aclose(self) -> None:
@@ -106,14 +110,14 @@ class Cfru(_Serial):
             try:
                 data = await self._read(max(left, 0))
             except TimeoutError:
-                self.stats["missed"] += 1
+                self.counters["missed"] += 1
                 lost = self._splitter.drop_partial()
                 if lost is not None:
-                    out.append(self._bad(lost.raw, lost.error, RFID))
+                    out.append(self._bad(lost.raw, lost.error, RFID, "framing_errors"))
                 return False
             for frame in self._splitter.feed(data):
                 if frame.error:
-                    out.append(self._bad(frame.raw, frame.error, RFID))
+                    out.append(self._bad(frame.raw, frame.error, RFID, "crc_errors" if frame.error == "CRC mismatch" else "framing_errors"))
                     if not self._splitter.partial:
                         return True  # the corrupt frame ended the answer; its status cannot be trusted
                     continue
@@ -122,14 +126,14 @@ class Cfru(_Serial):
                 tags, error = cfru.parse_inventory(frame)
                 self._tags(frame, tags, out)
                 if error:
-                    out.append(self._bad(frame.raw, error, RFID))
+                    out.append(self._bad(frame.raw, error, RFID, "bad_answers"))
                 if frame.status != cfru.MORE:
                     return True
 
     def _tags(self, frame: cfru.Frame, tags: list[cfru.Tag], out: list[Reading]) -> None:
         now = time.time()
         for t in tags:
-            self.stats["reads"] += 1
+            self.counters["reads"] += 1
             epc = t.epc.hex().upper()
             w = self.windows.read(epc, now, t.rssi, t.antenna)
             if w is not None and self.cfg.report != "summary":
@@ -137,7 +141,7 @@ class Cfru(_Serial):
                 out.append(Reading(self._tag, epc, now, type=RFID, raw=frame.raw, fields=fields))
 
     def _summary(self, w: Window) -> Reading:
-        self.stats["windows"] += 1
+        self.counters["windows"] += 1
         fields = {"hint": "epc", "event": "window", **w.summary()}
         return Reading(self._tag, w.key, w.last_seen, type=RFID, raw=bytes.fromhex(w.key), fields=fields)
 
@@ -159,9 +163,9 @@ class Rdm6300(_Serial):
             self.windows.close_due(now)
             for badge in splitter.feed(data):
                 if badge.error:
-                    yield self._bad(badge.raw, badge.error, SCAN)
+                    yield self._bad(badge.raw, badge.error, SCAN, "crc_errors" if badge.error.startswith("checksum") else "framing_errors")
                     continue
-                self.stats["reads"] += 1
+                self.counters["reads"] += 1
                 # A card held to the reader repeats every ~100 ms: one scan per presentation.
                 if self.windows.read(badge.card, now) is not None:
                     yield Reading(self._tag, badge.card, now, type=SCAN, raw=badge.raw, fields={"hint": "badge", "card_version": badge.version})

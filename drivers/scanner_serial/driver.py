@@ -3,7 +3,9 @@
 Invariants:
 - Every byte received ends up in a reading: a scan (quality good) or a framing fault (quality bad,
   reason, raw bytes). A partial scan is dropped only after `partial_timeout` of silence or when the
-  link is lost, and is then emitted as a bad reading and counted in `stats["partial"]`.
+  link is lost, and is then emitted as a bad reading and counted in `counters["stale_partials"]`.
+- `counters` (shown by `status`, kept across reconnects by the supervisor): `scans`, `framing_errors`
+  (garbage, over-long or unprefixed frames), `stale_partials`, `feedback_sent`, `feedback_lost`.
 - Feedback is written only through the connection that exists when the ack comes; if the scanner was
   unplugged in between, the feedback is counted as lost, never raised into the pipeline.
 """
@@ -33,7 +35,7 @@ class ScannerSerial:
         self.cfg = cfg
         # Other feedback outputs (stack light, screen, MQTT event) driven by every scan of this scanner.
         self.outputs: list[Feedback] = list(outputs or [])
-        self.stats = {"scans": 0, "errors": 0, "partial": 0, "feedback_sent": 0, "feedback_lost": 0}
+        self.counters = {"scans": 0, "framing_errors": 0, "stale_partials": 0, "feedback_sent": 0, "feedback_lost": 0}
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._framer = self._new_framer()
@@ -83,9 +85,9 @@ class ScannerSerial:
         now = time.time()
         text = text_of(frame.data)
         if frame.error is None:
-            self.stats["scans"] += 1
+            self.counters["scans"] += 1
             return Reading(self.cfg.tag, text, now, type=SCAN, raw=frame.data, ack=ack)
-        self.stats["partial" if frame.error.startswith("partial") else "errors"] += 1
+        self.counters["stale_partials" if frame.error.startswith("partial") else "framing_errors"] += 1
         return Reading(self.cfg.tag, text, now, "bad", reason=frame.error, type=SCAN, raw=frame.data, ack=ack)
 
     def _ack_for(self, writer: asyncio.StreamWriter | None):
@@ -101,14 +103,14 @@ class ScannerSerial:
 
     def _send(self, writer: asyncio.StreamWriter | None, data: bytes) -> None:
         if writer is None or writer is not self._writer or writer.is_closing():
-            self.stats["feedback_lost"] += 1
+            self.counters["feedback_lost"] += 1
             return
         try:
             writer.write(data)
         except (serial.SerialException, OSError):
-            self.stats["feedback_lost"] += 1
+            self.counters["feedback_lost"] += 1
             return
-        self.stats["feedback_sent"] += 1
+        self.counters["feedback_sent"] += 1
 
     async def aclose(self) -> None:
         writer, self._writer, self._reader = self._writer, None, None
@@ -116,4 +118,4 @@ class ScannerSerial:
             writer.close()
 
     def health(self) -> dict[str, Any]:
-        return dict(self.stats)
+        return dict(self.counters)

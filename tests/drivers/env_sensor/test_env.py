@@ -130,7 +130,7 @@ def test_parse_w1_slave_cases():
     assert parse_w1_slave(good) == (23.125, None)
     value, reason = parse_w1_slave(good.replace("YES", "NO"))
     assert value is None and "kernel reports crc=57 NO" in reason
-    value, reason = parse_w1_slave(good.replace("10 57 :", "10 58 :").replace("crc=57", "crc=58"))
+    value, reason = parse_w1_slave(good.replace("10 57", "10 58").replace("crc=57", "crc=58"))
     assert value is None and reason.startswith("CRC error: computed 57")
     assert parse_w1_slave("garbage")[1].startswith("unreadable")
 

@@ -161,6 +161,52 @@ async def test_nan_is_bad_with_raw_bytes(sim):
     assert r.quality == "bad" and "nan" in r.reason and r.raw == b"\x7f\xc0\x00\x00"
 
 
+async def test_an_answer_with_fewer_registers_than_asked_is_bad_for_the_tags_it_misses(sim):
+    tags = [{"name": "a", "address": 0, "type": "float32"}, {"name": "b", "address": 2, "type": "float32"},
+            {"name": "c", "address": 4, "type": "uint16"}, {"name": "pump", "table": "coil", "address": 0, "type": "bool"},
+            {"name": "horn", "table": "coil", "address": 9, "type": "bool"}]
+    driver = tcp(sim, tags)
+    await driver.connect()
+    try:
+        sim.fault = ("short", 2)  # registers 0..2 of 0..4 come back; coils 0..7 of 0..9
+        got = {r.tag: r for r in await take(driver, 5)}
+        assert got["a"].quality == "good" and got["a"].value == 180.0
+        assert got["b"].quality == "bad" and got["b"].reason == "answer holds 3 of 5 registers asked"
+        assert len(got["b"].raw) == 2  # the one of its registers that came
+        assert got["c"].quality == "bad" and got["c"].raw == b""
+        assert got["pump"].quality == "good" and got["pump"].value is True
+        assert got["horn"].quality == "bad" and got["horn"].reason == "answer holds 8 of 10 bits"
+        assert driver.counters["short_responses"] >= 2
+        sim.fault = None
+        good = await take(driver, 5, where=lambda r: r.quality == "good" and r.tag in ("b", "c", "horn"))
+        assert {r.tag for r in good} == {"b", "c", "horn"}
+    finally:
+        await driver.aclose()
+
+
+async def test_a_value_that_scales_past_float_range_is_bad_never_a_good_infinity(sim):
+    await sim.put("holding", 150, "float64", 1e300)
+    driver = tcp(sim, [{"name": "x", "address": 150, "type": "float64", "scale": 1e10}])
+    await driver.connect()
+    try:
+        (r,) = await take(driver, 1)
+    finally:
+        await driver.aclose()
+    assert r.quality == "bad" and r.value is None and "out of range" in r.reason
+    assert driver.counters["decode_errors"] >= 1
+
+
+async def test_strings_keep_trailing_blanks_and_lose_only_the_nul_padding(sim):
+    await sim.put("holding", 150, "string", "LOT 7  ", "AB", length=12)
+    driver = tcp(sim, [{"name": "lot", "address": 150, "type": "string", "length": 12}])
+    await driver.connect()
+    try:
+        (r,) = await take(driver, 1)
+    finally:
+        await driver.aclose()
+    assert r.quality == "good" and r.value == "LOT 7  "
+
+
 async def test_tcp_timeout_is_a_lost_link_and_restart_reconnects(sim):
     driver = tcp(sim, [{"name": "a", "address": 6}])
     await driver.connect()

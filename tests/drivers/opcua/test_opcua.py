@@ -8,6 +8,8 @@ import shutil
 import pytest
 import pytest_asyncio
 
+from asyncua import ua
+
 from drivers.opcua.config import OpcUaConfig
 from gateway.errors import DriverFatal, NotConnected
 from gateway.model import ALARM
@@ -218,3 +220,55 @@ async def test_server_restart_restores_the_flow_without_restarting_the_driver(tm
         assert sessions >= 2, "the driver never re-created its session"
         after = [r for s, r in values if s >= 2]
         assert len(after) >= 3 and all(r.quality == "good" for r in after)
+
+
+STRUCTS = ["batch", "batches", "unit", "label", "qname", "ref", "blob", "stamp", "mixed", "doubles"]
+
+
+async def test_structured_values_arrive_as_json_objects(sim):
+    import orjson
+
+    driver = config(sim, [{"name": n, "node": sim.nodeid(n)} for n in STRUCTS]).build()
+    await driver.connect()
+    try:
+        got = {r.tag: r for r in await take(driver, len(STRUCTS))}
+    finally:
+        await driver.aclose()
+    batch = {"Lot": "LOT-A42", "Quantity": 120, "Setpoints": [180.0, 182.5], "Started": "2026-01-02T03:04:05+00:00", "Label": "Pressing"}
+    assert {n: r.value for n, r in got.items()} == {
+        "batch": batch,
+        "batches": [batch, {**batch, "Lot": "LOT-B7", "Quantity": 5}],
+        "unit": {"NamespaceUri": "http://www.opcfoundation.org/UA/units/un/cefact", "UnitId": 4408652, "DisplayName": "°C",
+                 "Description": "degree Celsius"},
+        "label": "Presse 1", "qname": f"{sim.ns}:Press1", "ref": f"ns={sim.ns};s=Press1.recipe", "blob": "0001feff",
+        "stamp": "2026-01-02T03:04:05+00:00", "mixed": [7, "seven", 7.5], "doubles": [float(i) for i in range(10)],
+    }
+    assert all(r.quality == "good" for r in got.values())
+    orjson.dumps([r.value for r in got.values()])  # plain JSON: no fallback to repr needed
+
+
+async def test_long_strings_and_arrays_are_cut_and_marked_truncated(sim):
+    import orjson
+
+    nodes = [{"name": n, "node": sim.nodeid(n)} for n in ("text", "doubles", "number")]
+    driver = config(sim, nodes, max_string=1000, max_array=4).build()
+    await driver.connect()
+    try:
+        doubles = {r.tag: r for r in await take(driver, 3)}["doubles"]
+        await sim.write("text", "x" * 8_000_000)
+        (text,) = await take(driver, 1, where=lambda r: r.tag == "text")
+        await sim.write("doubles", [1.0, float("nan")])
+        (nan,) = await take(driver, 1, where=lambda r: r.tag == "doubles" and r.value != doubles.value)
+        await sim.write("number", float("inf"), ua.VariantType.Double)
+        (inf,) = await take(driver, 1, where=lambda r: r.tag == "number")
+    finally:
+        await sim.write("number", 1.5, ua.VariantType.Double)
+        await sim.write("text", "short")
+        await sim.write("doubles", [float(i) for i in range(10)])
+        await driver.aclose()
+    assert text.quality == "uncertain" and len(text.value) == 1000 and len(orjson.dumps(text.value)) < 1100
+    assert text.reason == "truncated: text of 8000000 characters cut to 1000 (max_string 1000)"
+    assert doubles.quality == "uncertain" and doubles.value == [0.0, 1.0, 2.0, 3.0] and "max_array 4" in doubles.reason
+    assert nan.quality == "uncertain" and nan.value == [1.0, None] and "nan" in nan.reason
+    assert inf.quality == "bad" and inf.value is None and inf.reason == "value is inf"
+    assert driver.counters["truncated"] >= 3

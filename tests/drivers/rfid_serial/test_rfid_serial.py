@@ -42,7 +42,7 @@ async def test_200_reads_become_one_window(reader, tmp_path):
     assert (w.value, w.type, w.quality) == (EPC, "rfid", "good")
     assert w.fields["read_count"] == 200 and w.fields["rssi_max"] == max(rssi) and w.fields["antennas"] == [2]
     assert w.fields["last_seen"] >= w.fields["first_seen"]
-    assert drv.stats["reads"] == 200 and reader.inventories >= 200
+    assert drv.counters["reads"] == 200 and reader.inventories >= 200
     await drv.aclose()
 
 
@@ -70,7 +70,7 @@ async def test_bad_crc_is_a_bad_reading_and_capture_goes_on(reader, tmp_path):
     assert len(bad) == 1 and "CRC" in bad[0].reason and bad[0].raw
     window = [r for r in got if r.quality == "good" and r.fields["event"] == "window"][0]
     assert window.fields["read_count"] == 4  # the corrupted answer's read is not counted
-    assert drv.stats["errors"] == 1
+    assert drv.counters["crc_errors"] == 1
     await drv.aclose()
 
 
@@ -112,6 +112,37 @@ async def test_rdm6300_badges(tmp_path):
     await asyncio.sleep(0.6)
     sim.present(0x00A1B2C3)  # presented again after the hold: a new scan (log out)
     assert (await anext(it)).value == "0010597059"
-    assert drv.stats["reads"] == 6
+    assert drv.counters["reads"] == 6
     await drv.aclose()
     sim.unplug()
+
+
+async def test_rdm6300_control_bytes_in_a_frame_are_a_bad_scan_and_reading_goes_on(tmp_path):
+    sim = Rdm6300Reader(tmp_path / "badge")
+    sim.plug()
+    drv = RfidSerialConfig(kind="rfid_serial", name="b1", protocol="rdm6300", port=tmp_path / "badge").build()
+    await drv.connect()
+    try:
+        it = drv.readings()
+        sim.pty.write(b"\x020F00A1B2C3\x0c\x0c\x03")  # line noise inside the hex body
+        bad = await anext(it)
+        assert bad.quality == "bad" and bad.reason == "non-hex characters in frame" and bad.raw == b"\x020F00A1B2C3\x0c\x0c\x03"
+        sim.present(0x00A1B2C3)
+        assert (await anext(it)).value == "0010597059"
+        assert drv.counters["framing_errors"] == 1 and drv.counters["reads"] == 1
+    finally:
+        await drv.aclose()
+        sim.unplug()
+
+
+async def test_cfru_counters_survive_in_the_driver_across_reconnects(reader, tmp_path):
+    reader.add(EPC, reads=3)
+    reader.corrupt_next = True
+    drv = cfg(tmp_path / "rfid0").build()
+    await drv.connect()
+    await collect(drv.readings(), lambda out: any(r.quality == "bad" for r in out))
+    await drv.aclose()
+    await drv.connect()
+    await collect(drv.readings(), lambda out: any(r.quality == "good" for r in out))
+    await drv.aclose()
+    assert drv.counters["crc_errors"] == 1 and drv.counters["reads"] >= 1

@@ -29,3 +29,34 @@ async def test_simulator_process_tags_come_and_go(tmp_path):
     finally:
         proc.kill()
         await proc.wait()
+
+
+# --- the simulator's own CRC, checked against the published values, not against the driver ------------
+
+import pytest  # noqa: E402
+
+from drivers.rfid_serial import cfru  # noqa: E402
+from simulators import rfid as sim  # noqa: E402
+
+VECTORS = ["0700010101001e4b", "1500010301010c0000000000000000000003136bb1a5"]  # capture facts, CF-RU
+
+
+@pytest.mark.parametrize("crc16", [sim.crc16, cfru.crc16], ids=["simulator", "driver"])
+def test_crc_mcrf4xx_check_value_and_capture_vectors(crc16):
+    assert crc16(b"123456789") == 0x6F91
+    for frame in map(bytes.fromhex, VECTORS):
+        assert crc16(frame[:-2]) == int.from_bytes(frame[-2:], "little")
+
+
+def test_simulator_seals_the_capture_vectors():
+    for frame in map(bytes.fromhex, VECTORS):
+        assert sim.seal(frame[1:-2]) == frame
+
+
+def test_simulator_does_not_import_the_driver():
+    import ast
+
+    tree = ast.parse(Path(sim.__file__).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
+        a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not [m for m in imported if m and m.startswith("drivers")]

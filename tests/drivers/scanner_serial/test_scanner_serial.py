@@ -53,7 +53,7 @@ async def test_extra_feedback_outputs(sim, tmp_path):
     sim.scan("X")
     (r,) = await take(it, 1)
     await r.ack({"status": "duplicate"})
-    assert seen == ["duplicate"] and drv.stats["feedback_sent"] == 0
+    assert seen == ["duplicate"] and drv.counters["feedback_sent"] == 0
     await drv.aclose()
 
 
@@ -66,7 +66,7 @@ async def test_partial_scan_dropped_after_silence(sim, tmp_path):
     assert (r.quality, r.raw) == ("bad", b"]C0WO-") and "partial" in r.reason
     sim.scan("NEXT")
     assert (await take(it, 1))[0].value == "NEXT"
-    assert drv.stats["partial"] == 1
+    assert drv.counters["stale_partials"] == 1
     await drv.aclose()
 
 
@@ -84,7 +84,7 @@ async def test_unplug_replug_same_path(sim, tmp_path):
     with pytest.raises(NotConnected):
         await anext(it)
     await one.ack({"status": "accepted"})  # the answer for a scan of the old connection is lost, not raised
-    assert drv.stats["feedback_lost"] == 1 and drv.stats["partial"] == 1
+    assert drv.counters["feedback_lost"] == 1 and drv.counters["stale_partials"] == 1
     await drv.aclose()
     with pytest.raises(NotConnected):
         await drv.connect()  # nothing behind the path while unplugged
@@ -108,6 +108,6 @@ async def test_stx_etx_framing_with_garbage(tmp_path):
     sim.send(b"\x02A\x03zz\x02B\x03")
     a, junk, b = await take(it, 3)
     assert (a.value, junk.quality, junk.raw, b.value) == ("A", "bad", b"zz", "B")
-    assert drv.stats == {**drv.stats, "scans": 2, "errors": 1}
+    assert drv.counters == {**drv.counters, "scans": 2, "framing_errors": 1}
     await drv.aclose()
     sim.unplug()
