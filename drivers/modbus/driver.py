@@ -34,6 +34,7 @@ from drivers.common.rules import Step, chain
 from drivers.modbus.codec import Block, decode, plan
 from drivers.modbus.config import ModbusConfig, ModbusRtuConfig, PollGroup
 from gateway.errors import NotConnected
+from gateway.metrics import PERIOD_BUCKETS, Histogram
 from gateway.model import Reading
 
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
@@ -56,7 +57,9 @@ READ = {"holding": "read_holding_registers", "input": "read_input_registers", "c
 class Group:
     interval: float
     blocks: list[Block]
+    name: str = ""
     due: float = 0.0
+    polled: float | None = None  # when the last poll of this group started (loop time)
 
 
 @dataclass
@@ -67,7 +70,7 @@ class UnitPlan:
 
 
 def _plans(unit: int, timeout: float, polls: list[PollGroup], max_gap: int, max_registers: int) -> UnitPlan:
-    return UnitPlan(unit, timeout, [Group(g.interval, plan(list(g.tags), max_gap, max_registers)) for g in polls])
+    return UnitPlan(unit, timeout, [Group(g.interval, plan(list(g.tags), max_gap, max_registers), f"unit{unit}/poll{i}") for i, g in enumerate(polls)])
 
 
 class Modbus:
@@ -86,6 +89,9 @@ class Modbus:
         self._quiet_since = 0.0
         self.requests = 0
         # Faults the readings show one by one, as totals for `status`.
+        # Achieved time between polls per group; the supervisor hands in the device's own dict so
+        # the figures last across reconnects.
+        self.periods: dict[str, Histogram] = {}
         self.counters = {"exception_responses": 0, "timeouts": 0, "short_responses": 0, "long_responses": 0, "decode_errors": 0}
 
     @classmethod
@@ -131,8 +137,15 @@ class Modbus:
         while True:
             for u in self.units:
                 for g in u.groups:
-                    if g.due > loop.time():
+                    now = loop.time()
+                    if g.due > now:
                         continue
+                    if g.polled is not None:
+                        hist = self.periods.get(g.name)
+                        if hist is None:
+                            hist = self.periods[g.name] = Histogram(PERIOD_BUCKETS)
+                        hist.observe(now - g.polled)
+                    g.polled = now
                     for block in list(g.blocks):
                         for r in await self._read(u, g, block):
                             for out in self.steps[r.tag](r):

@@ -70,6 +70,24 @@ async def test_metrics_lint_clean_and_count_what_happens(tmp_path, broker):
     assert value(text, "shopfloor_buffer_disk_free_bytes") > 0
 
 
+async def test_the_achieved_poll_period_of_each_poll_group_is_a_histogram(tmp_path, broker):
+    from simulators.modbus import ModbusSim
+
+    port = free_port()
+    async with ModbusSim(port=0) as sim:
+        plc = {"kind": "modbus", "name": "press1", "host": "127.0.0.1", "port": sim.port, "polls": [
+            {"interval": 0.1, "tags": [{"name": "press_temperature", "address": 0, "type": "float32"}]},
+            {"interval": 0.5, "tags": [{"name": "spindle_speed", "address": 6, "type": "uint16"}]}]}
+        async with InProcess(write_config(tmp_path, broker.port, [plc], http={"port": port})) as gw:
+            st = await gw.wait_status(lambda st: len(st["devices"][0]["poll_period"]) == 2)
+            await listening(port)
+            _, text = await scrape(port)
+    periods = st["devices"][0]["poll_period"]
+    assert 0.09 <= periods["unit1/poll0"] < periods["unit1/poll1"]  # the 100 ms group polls more often than the 500 ms one
+    assert value(text, "shopfloor_poll_period_seconds_count", device="press1", group="unit1/poll0") >= 1
+    assert value(text, "shopfloor_poll_period_seconds_bucket", device="press1", group="unit1/poll1", le="+Inf") >= 1
+
+
 async def test_a_token_is_required_when_configured(tmp_path, broker):
     port = free_port()
     (tmp_path / "token").write_text("s3cret-token\n")
