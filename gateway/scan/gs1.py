@@ -46,6 +46,7 @@ _VARIABLE = {ai for ai, spec in _AIS.items() if spec.separator_required}
 _FAST_AIS = {ai: (spec, re.compile(spec.pattern.removeprefix("^").removesuffix("$"), re.ASCII)) for ai, spec in _AIS.items()}
 _DATE_AIS = frozenset({"11", "12", "13", "15", "16", "17", "4324", "4325", "4326", "7003", "7006", "7007", "7011", "8008"})
 _CHECKED = frozenset({"00", "01", "02", "03"})
+_AI_STARTS = frozenset(ai[:2] for ai in _AIS)
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _DL_KEY = re.compile("/(?:" + "|".join(sorted(_PRIMARY_IDENTIFIER_MAP)) + ")/")
@@ -96,8 +97,12 @@ def _value(m: re.Match) -> str:
 
 
 def _next_sep(text: str, pos: int, seps: tuple[str, ...]) -> int:
-    found = [i for i in (text.find(s, pos) for s in seps) if i >= 0]
-    return min(found) if found else len(text)
+    end = len(text)
+    for s in seps:
+        i = text.find(s, pos, end)
+        if i >= 0:
+            end = i
+    return end
 
 
 def _fast(text: str, seps: tuple[str, ...]) -> list[tuple] | None:
@@ -107,8 +112,9 @@ def _fast(text: str, seps: tuple[str, ...]) -> list[tuple] | None:
     text = text.strip()
     n, pos, stop = len(text), 0, -1
     items: list[tuple] = []
+    get = _FAST_AIS.get
     while pos < n:
-        entry = _lookup(text, pos)
+        entry = get(text[pos : pos + 2]) or get(text[pos : pos + 3]) or get(text[pos : pos + 4])
         if entry is None:
             return None
         spec, rx = entry
@@ -117,7 +123,8 @@ def _fast(text: str, seps: tuple[str, ...]) -> list[tuple] | None:
         m = rx.match(text, pos, stop)
         if m is None:
             return None
-        value = _value(m)
+        groups = m.groups()
+        value = groups[0] if len(groups) == 1 else "".join(g for g in groups if g is not None)
         ai = spec.ai
         date = None
         if ai in _DATE_AIS:
@@ -142,7 +149,7 @@ def _decode(text: str, aim_is_gs1: bool, seps: tuple[str, ...], verify_date: boo
     claims = _claims_gs1(text, aim_is_gs1)
     if len(text) > MAX_TEXT:
         return _refuse(out, claims, "gs1_too_long", f"{len(text)} characters: more than any GS1 symbol holds ({MAX_TEXT})")
-    stray = sorted({ch for ch in text if not ch.isascii() and ch not in seps})
+    stray = [] if text.isascii() else sorted({ch for ch in text if not ch.isascii() and ch not in seps})
     if stray:
         return _refuse(out, claims, "gs1_invalid", f"{', '.join(map(repr, stray[:8]))} outside GS1 character set 82")
     digits = _digits(text)
@@ -267,7 +274,7 @@ def _missing_gs(out: dict, code: str, value: str, present: set[str]) -> None:
     """Flag a variable-length value whose tail reads whole as further element strings (the GS after
     it left out). An AI the message already has elsewhere does not count: it cannot occur twice."""
     for i in range(1, len(value) - 2):
-        if not (value[i] in "0123456789" and value[i + 1] in "0123456789"):
+        if value[i : i + 2] not in _AI_STARTS:
             continue
         found = _swallowed(value, i)
         if found and found not in present:
