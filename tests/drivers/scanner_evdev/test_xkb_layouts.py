@@ -183,7 +183,7 @@ def test_tables_are_what_the_generator_writes():
         for k, v in s.items():
             syms.setdefault(k, v)
     text = gen_layouts.render(layouts, altgr, gen_layouts._compose(TABLE, syms))
-    assert gen_layouts.OUT.read_text(encoding="utf-8") == text
+    assert gen_layouts.OUT.read_text(encoding="utf-8") == text, "regenerate: python -m drivers.scanner_evdev.gen_layouts"
 
 
 def test_decoder_runs_without_libxkbcommon():
