@@ -46,7 +46,18 @@ _VARIABLE = {ai for ai, spec in _AIS.items() if spec.separator_required}
 _FAST_AIS = {ai: (spec, re.compile(spec.pattern.removeprefix("^").removesuffix("$"), re.ASCII)) for ai, spec in _AIS.items()}
 _DATE_AIS = frozenset({"11", "12", "13", "15", "16", "17", "4324", "4325", "4326", "7003", "7006", "7007", "7011", "8008"})
 _CHECKED = frozenset({"00", "01", "02", "03"})
-_AI_STARTS = frozenset(ai[:2] for ai in _AIS)
+
+
+def _shortest(ai: str, fmt: str) -> int:
+    """A lower bound of an element string's length from the AI table's format (`N2+N18`, `N2+X..20`):
+    fixed parts count, optional and variable ones do not, and a value is never empty."""
+    fixed = sum(int(part[1:]) for part in fmt.split("+") if part[:1].isalpha() and part[1:].isdigit())
+    return max(fixed, len(ai) + 1)
+
+
+_SHORTEST: dict[str, int] = {}
+for _ai, _spec in _AIS.items():
+    _SHORTEST[_ai[:2]] = min(_SHORTEST.get(_ai[:2], 99), _shortest(_ai, _spec.format))
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _DL_KEY = re.compile("/(?:" + "|".join(sorted(_PRIMARY_IDENTIFIER_MAP)) + ")/")
@@ -273,9 +284,10 @@ def gtin14(gtin: str) -> str:
 def _missing_gs(out: dict, code: str, value: str, present: set[str]) -> None:
     """Flag a variable-length value whose tail reads whole as further element strings (the GS after
     it left out). An AI the message already has elsewhere does not count: it cannot occur twice."""
-    for i in range(1, len(value) - 2):
-        if value[i : i + 2] not in _AI_STARTS:
-            continue
+    n = len(value)
+    for i in range(1, n - 2):
+        if n - i < _SHORTEST.get(value[i : i + 2], 99):
+            continue  # no AI starting here fits in what is left
         found = _swallowed(value, i)
         if found and found not in present:
             _error(out, "missing_gs", f"AI ({code}) value {value!r} likely contains AI ({found}) at offset {i}: a GS separator seems to be missing")
