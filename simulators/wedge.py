@@ -1,7 +1,9 @@
 """Wedge scanner stand-ins for tests without /dev/uinput.
 
 - `events_for(text, layout, …)`: the key events a wedge scanner emulating `layout` sends for `text`
-  (evdev `InputEvent`s with timestamps, EV_SYN reports in between).
+  (evdev `InputEvent`s with timestamps, EV_SYN reports in between). Which keys to press is looked up
+  in libxkbcommon (character → keycode + modifiers, dead key + next key through the compose table),
+  never in the driver's tables: a wrong table there must fail the round trip.
 - `PipeDevice`: a stand-in for an opened `/dev/input/eventN`: a real file descriptor (a pipe) that
   carries real `struct input_event` records, read with evdev's own C reader. `unplug()` makes the
   next read fail with ENODEV, as the kernel does when the scanner is pulled.
@@ -13,24 +15,59 @@ from __future__ import annotations
 import errno
 import os
 import struct
+from functools import lru_cache
 
 from evdev import InputEvent, _input
 from evdev import ecodes as e
-
-from drivers.scanner_evdev.keymap import DEAD, LAYOUTS, Key
+from xkbcommon import xkb
 
 EVENT = struct.Struct("llHHi")
+XKB = 8  # xkb keycode = evdev keycode + 8
+LEVELS = ((), (e.KEY_LEFTSHIFT,), (e.KEY_RIGHTALT,), (e.KEY_LEFTSHIFT, e.KEY_RIGHTALT))
+Taps = tuple[tuple[int, tuple[int, ...]], ...]  # (keycode, modifiers held) per key press
 
 
-def _reverse(layout: str) -> dict[str, tuple[int, bool, bool]]:
-    """char → (keycode, shift, altgr), preferring plain over shift over AltGr, main keys over keypad."""
-    out: dict[str, tuple[int, bool, bool]] = {}
-    table: dict[int, Key] = LAYOUTS[layout]()
-    for pick in ("plain", "shift", "altgr", "shift_altgr"):
-        for code, key in sorted(table.items(), key=lambda kv: kv[0] >= e.KEY_KP7):
-            ch = getattr(key, pick)
-            if ch and ch not in out:
-                out[ch] = (code, pick in ("shift", "shift_altgr"), pick in ("altgr", "shift_altgr"))
+def _state(km, capslock: bool, mods: tuple[int, ...]):
+    """An xkb state as the host sees it: NumLock on, CapsLock as given, `mods` held."""
+    st = km.state_new()
+    for lock in (e.KEY_NUMLOCK, *((e.KEY_CAPSLOCK,) if capslock else ())):
+        st.update_key(lock + XKB, xkb.KeyDirection.XKB_KEY_DOWN)
+        st.update_key(lock + XKB, xkb.KeyDirection.XKB_KEY_UP)
+    for m in mods:
+        st.update_key(m + XKB, xkb.KeyDirection.XKB_KEY_DOWN)
+    return st
+
+
+@lru_cache(maxsize=16)
+def keyboard(layout: str, capslock: bool = False) -> dict[str, Taps]:
+    """character → the key presses that type it on `layout`: plain before Shift before AltGr, main
+    keys before the keypad, one key before a dead key and the next."""
+    ctx = xkb.Context()
+    km = ctx.keymap_new_from_names(rules="evdev", model="pc105", layout=layout)
+    direct: dict[str, Taps] = {}
+    dead: dict[int, Taps] = {}  # keysym → taps
+    syms: dict[str, int] = {}
+    codes = sorted((c for c in range(1, 256) if c in e.KEY), key=lambda c: "KP" in str(e.KEY[c]))
+    for mods in LEVELS:
+        st = _state(km, capslock, mods)
+        for code in codes:
+            sym = st.key_get_one_sym(code + XKB)
+            text = st.key_get_string(code + XKB)
+            taps = ((code, mods),)
+            if xkb.keysym_get_name(sym).startswith("dead_"):
+                dead.setdefault(sym, taps)
+            elif len(text) == 1 and text.isprintable() and text not in direct:
+                direct[text], syms[text] = taps, sym
+    out = dict(direct)
+    compose = ctx.compose_table_new_from_locale("en_US.UTF-8").compose_state_new()
+    seconds = [(sym, taps) for sym, taps in dead.items()] + [(syms[ch], taps) for ch, taps in direct.items()]
+    for first, taps in dead.items():
+        for second, more in seconds:
+            compose.reset()
+            compose.feed(first)
+            compose.feed(second)
+            if compose.get_status() == xkb.ComposeStatus.XKB_COMPOSE_COMPOSED:
+                out.setdefault(compose.get_utf8(), taps + more)
     return out
 
 
@@ -40,10 +77,8 @@ class Typist:
     def __init__(self, layout: str = "us", gs: str = "ctrl", terminator: str = "enter", capslock: bool = False,
                  key_delay: float = 0.002, t0: float = 1_700_000_000.0, repeat: bool = False):
         self.layout, self.gs, self.terminator, self.capslock = layout, gs, terminator, capslock
-        self.rev = _reverse(layout)
-        self.dead = {ch[1:]: v for ch, v in self.rev.items() if ch.startswith(DEAD)}
+        self.keys = keyboard(layout, capslock)
         self.key_delay, self.t, self.repeat = key_delay, t0, repeat
-        self.altgr = e.KEY_RIGHTALT
 
     def _ev(self, code: int, value: int, type_: int = e.EV_KEY) -> list[InputEvent]:
         sec, usec = int(self.t), int(round((self.t % 1) * 1e6))
@@ -72,16 +107,13 @@ class Typist:
     def char(self, ch: str) -> list[InputEvent]:
         if ch == "\x1d" and self.gs == "ctrl":
             return self.tap(e.KEY_RIGHTBRACE, e.KEY_LEFTCTRL)
-        if ch in self.rev and ch != "\x1d":
-            code, shift, altgr = self.rev[ch]
-            if self.capslock and ch.isalpha() and ch.lower() != ch.upper() and not altgr:
-                shift = not shift
-            mods = ([e.KEY_LEFTSHIFT] if shift else []) + ([self.altgr] if altgr else [])
-            return self.tap(code, *mods)
-        if ch in self.dead:  # e.g. `^` on a German layout: dead key, then space
-            code, shift, _ = self.dead[ch]
-            return self.tap(code, *([e.KEY_LEFTSHIFT] if shift else [])) + self.tap(e.KEY_SPACE)
-        return self.alt_code(ch)
+        taps = self.keys.get(ch) if ch != "\x1d" else None
+        if taps is None:
+            return self.alt_code(ch)
+        evs: list[InputEvent] = []
+        for code, mods in taps:
+            evs += self.tap(code, *mods)
+        return evs
 
     def alt_code(self, ch: str) -> list[InputEvent]:
         """Alt + keypad digits (with a leading 0: the Windows-1252 code), e.g. Alt+0029 for GS."""

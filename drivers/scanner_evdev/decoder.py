@@ -4,6 +4,8 @@ Invariants:
 - Only EV_KEY events count: value 1 (down) emits, 0 (up) changes modifier state only, 2 (autorepeat)
   is ignored. Shift, Ctrl, Alt and AltGr are held state; CapsLock toggles on key down and starts
   from the device LED.
+- A key gives what Linux (xkb) gives for the layout (see `keymap`), Ctrl included; dead keys
+  compose as the compose table says.
 - GS (0x1D) arrives as Ctrl+] (at keycode level, whatever the layout) or as Alt + keypad 0 0 2 9;
   any Alt + keypad number gives that character (leading 0: Windows-1252, else code page 437).
 - A scan ends at Enter, keypad Enter, or Tab when `tab="terminator"`. A gap longer than `timeout`
@@ -11,6 +13,8 @@ Invariants:
   error result (`Result.error`), never glued to the next scan.
 - A key the layout cannot map becomes U+FFFD in the text and an error on the result: nothing is
   silently lost.
+- Work per event is constant: a scanner stuck without a terminator costs time linear in its keys.
+- `counters` is a plain dict of totals (scans, stale, unmapped, empty, uncomposed) the owner reads.
 """
 
 from __future__ import annotations
@@ -20,11 +24,12 @@ from typing import Literal
 
 from evdev import ecodes as e
 
-from drivers.scanner_evdev.keymap import COMPOSE, CTRL_KEYS, CTRL_KEYS_BY_LAYOUT, DEAD, KEYPAD_DIGITS, Key, build
+from drivers.scanner_evdev.keymap import COMPOSE, CTRL_KEYS, CTRL_KEYS_BY_LAYOUT, DEAD, KEYPAD, KEYPAD_DIGITS, KP, PREFIXES, build, spacing
 
 SHIFT = frozenset({e.KEY_LEFTSHIFT, e.KEY_RIGHTSHIFT})
 CTRL = frozenset({e.KEY_LEFTCTRL, e.KEY_RIGHTCTRL})
 ENTER = frozenset({e.KEY_ENTER, e.KEY_KPENTER})
+MODIFIERS = SHIFT | CTRL | {e.KEY_LEFTALT, e.KEY_RIGHTALT, e.KEY_LEFTMETA, e.KEY_RIGHTMETA, e.KEY_NUMLOCK}
 REPLACEMENT = "\ufffd"
 Tab = Literal["terminator", "data", "ignore"]
 
@@ -39,18 +44,28 @@ class Result:
 class WedgeDecoder:
     def __init__(self, layout: str = "us", tab: Tab = "terminator", timeout: float = 0.5, capslock: bool = False,
                  keymap: dict[str, list[str | None]] | None = None):
-        self.keys: dict[int, Key] = build(layout, keymap)
+        self.keys, altgr = build(layout, keymap)
         self.ctrl_keys = {**CTRL_KEYS, **CTRL_KEYS_BY_LAYOUT.get(layout, {})}
-        # AltGr exists on layouts that have third-level characters; elsewhere Right Alt is Alt.
-        self.altgr_key = e.KEY_RIGHTALT if any(k.altgr for k in self.keys.values() if k.altgr and k.altgr != " ") else None
+        # Right Alt is AltGr where the layout has a third level; elsewhere it is Alt.
+        self.altgr_key = e.KEY_RIGHTALT if altgr else None
         self.tab, self.timeout, self.capslock = tab, timeout, capslock
         self.held: set[int] = set()
-        self.stats = {"scans": 0, "stale": 0, "unmapped": 0}
+        self.counters = {"scans": 0, "stale": 0, "unmapped": 0, "empty": 0, "uncomposed": 0}
         self._buf: list[str] = []
         self._errors: list[str] = []
-        self._alt_digits = ""
-        self._dead: str | None = None
+        self._alt: int | None = None  # Alt + keypad code so far (mod 256, as Windows takes it)
+        self._alt_zero = False  # it began with 0: Windows-1252 rather than code page 437
+        self._pending: tuple[str, ...] = ()  # dead keys (and what followed) still composing
         self._last: float | None = None
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return self.counters
+
+    @property
+    def pending(self) -> bool:
+        """An unfinished scan is under way."""
+        return bool(self._buf or self._pending or self._alt is not None)
 
     @property
     def partial(self) -> str:
@@ -58,16 +73,17 @@ class WedgeDecoder:
 
     def drop_partial(self, why: str) -> Result | None:
         """Give up an unfinished scan (timeout, device lost); counted as stale."""
-        if not self._buf and not self._alt_digits and self._dead is None:
+        if not self.pending:
             return None
-        text = "".join(self._buf) + (self._dead or "")
+        self._flush()
+        text = "".join(self._buf)
         self._reset()
-        self.stats["stale"] += 1
+        self.counters["stale"] += 1
         return Result(text, self._last or 0.0, f"partial scan dropped: {why}")
 
     def feed(self, ev) -> list[Result]:
         """Feed one evdev event; return the scans (and dropped partials) it completes."""
-        if ev.type != e.EV_KEY or ev.value == 2:
+        if ev.type != e.EV_KEY or ev.value not in (0, 1):
             return []
         code, down = ev.code, ev.value == 1
         ts = ev.timestamp()
@@ -78,87 +94,93 @@ class WedgeDecoder:
                 out.append(stale)
         if not down:
             self.held.discard(code)
-            if code in (e.KEY_LEFTALT, e.KEY_RIGHTALT) and code != self.altgr_key and self._alt_digits:
+            if code in (e.KEY_LEFTALT, e.KEY_RIGHTALT) and code != self.altgr_key and self._alt is not None:
                 self._alt_code()
             return out
         self._last = ts
         self.held.add(code)
         if code == e.KEY_CAPSLOCK:
             self.capslock = not self.capslock
-            return out
-        if code in SHIFT or code in CTRL or code in (e.KEY_LEFTALT, e.KEY_RIGHTALT, e.KEY_LEFTMETA, e.KEY_RIGHTMETA, e.KEY_NUMLOCK):
-            return out
-        if code in ENTER or (code == e.KEY_TAB and self.tab == "terminator"):
+        elif code in MODIFIERS:
+            pass
+        elif code in ENTER or (code == e.KEY_TAB and self.tab == "terminator"):
             out.append(self._finish(ts))
-            return out
-        if code == e.KEY_TAB:
+        elif code == e.KEY_TAB:
             if self.tab == "data":
                 self._put("\t")
-            return out
-        self._key(code)
+        else:
+            self._key(code)
         return out
 
     def _key(self, code: int) -> None:
         held = self.held
         alt = (e.KEY_LEFTALT in held) or (e.KEY_RIGHTALT in held and self.altgr_key is None)
         if alt and code in KEYPAD_DIGITS:
-            self._alt_digits += KEYPAD_DIGITS[code]
+            self._alt_digit(KEYPAD_DIGITS[code])
+            return
+        ctrl = bool(held & CTRL)
+        if ctrl and code in self.ctrl_keys:
+            self._put(self.ctrl_keys[code])
             return
         shift = bool(held & SHIFT)
-        if held & CTRL:
-            ch = self.ctrl_keys.get(code)
-            if ch is None:
-                key = self.keys.get(code)
-                base = key.shift if key and shift else key.plain if key else None
-                if base and len(base) == 1 and "@" <= base.upper() <= "_":
-                    ch = chr(ord(base.upper()) - 64)  # Ctrl+letter, Ctrl+^ (RS), Ctrl+_ (US) …
-            if ch is None:
-                self._unmapped(code, "Ctrl")
-                return
-            self._put(ch)
-            return
-        key = self.keys.get(code)
         altgr = self.altgr_key is not None and self.altgr_key in held
-        if key is None:
-            self._unmapped(code, "")
+        row = self.keys.get(code)
+        ch = row[shift | self.capslock << 1 | altgr << 2 | ctrl << 3] if row else ""
+        if not ch:
+            self._unmapped(code, ("Ctrl+" if ctrl else "") + ("Shift+" if shift else "") + ("AltGr+" if altgr else ""))
             return
-        if key.letter and self.capslock:
-            shift = not shift
-        ch = (key.shift_altgr if shift else key.altgr) if altgr else (key.shift if shift else key.plain)
-        if ch is None:
-            self._unmapped(code, ("Shift+" if shift else "") + ("AltGr" if altgr else ""))
-            return
-        if ch.startswith(DEAD):
-            accent = ch[1:]
-            if self._dead is not None:  # two dead keys: the first stands for itself
-                self._put(self._dead)
-            self._dead = accent
-            return
-        self._put(ch)
+        self._put(KP + ch if code in KEYPAD and not ch.startswith(DEAD) else ch)
 
-    def _put(self, ch: str) -> None:
-        if self._dead is not None:
-            dead, self._dead = self._dead, None
-            if ch == " ":
-                ch = dead
+    def _put(self, item: str) -> None:
+        """A character (KP + character from the keypad) or a dead key, through composition."""
+        if not self._pending:
+            if item.startswith(DEAD):
+                self._pending = (item,)
             else:
-                composed = COMPOSE.get(dead, {}).get(ch)
-                ch = composed if composed else dead + ch
-        self._buf.append(ch)
+                self._buf.append(item.removeprefix(KP))
+            return
+        seq = (*self._pending, item)
+        done = COMPOSE.get(seq)
+        if done is not None:
+            self._pending = ()
+            self._buf.append(done)
+        elif seq in PREFIXES:
+            self._pending = seq
+        else:
+            self.counters["uncomposed"] += 1
+            self._flush()
+            self._put(item)
+
+    def _flush(self) -> None:
+        """Dead keys that compose with nothing stand for their accent: nothing typed is dropped."""
+        pending, self._pending = self._pending, ()
+        for item in pending:
+            if not item.startswith(DEAD):
+                self._buf.append(item.removeprefix(KP))
+                continue
+            accent = spacing(item)
+            if accent is None:
+                self._errors.append(f"dead key {item[1:]} has no character of its own")
+                accent = REPLACEMENT
+            self._buf.append(accent)
+
+    def _alt_digit(self, digit: str) -> None:
+        if self._alt is None:
+            self._alt, self._alt_zero = 0, digit == "0"
+        self._alt = (self._alt * 10 + int(digit)) % 256
 
     def _alt_code(self) -> None:
-        digits, self._alt_digits = self._alt_digits, ""
-        n = int(digits) % 256
+        n, self._alt = self._alt or 0, None
         if n < 128:
             self._put(chr(n))
         else:
-            self._put(bytes([n]).decode("cp1252" if digits.startswith("0") else "cp437", errors="replace"))
+            self._put(bytes([n]).decode("cp1252" if self._alt_zero else "cp437", errors="replace"))
 
     def _unmapped(self, code: int, mods: str) -> None:
         name = e.KEY.get(code, code)
-        name = name[0] if isinstance(name, list) else name
-        self.stats["unmapped"] += 1
-        self._errors.append(f"key {mods + '+' if mods else ''}{name} has no character in this layout")
+        name = name[0] if isinstance(name, (list, tuple)) else name
+        self.counters["unmapped"] += 1
+        self._errors.append(f"key {mods}{name} has no character in this layout")
         self._put(REPLACEMENT)
 
     def reset_device(self) -> None:
@@ -167,14 +189,14 @@ class WedgeDecoder:
         self._last = None
 
     def _finish(self, ts: float) -> Result:
-        if self._dead is not None:
-            self._buf.append(self._dead)
+        self._flush()
         text, errors = "".join(self._buf), self._errors
         if not text:
+            self.counters["empty"] += 1
             errors = [*errors, "empty scan (a terminator alone)"]
         self._reset()
-        self.stats["scans"] += 1
+        self.counters["scans"] += 1
         return Result(text, ts, "; ".join(errors) if errors else None)
 
     def _reset(self) -> None:
-        self._buf, self._errors, self._alt_digits, self._dead = [], [], "", None
+        self._buf, self._errors, self._alt, self._alt_zero, self._pending = [], [], None, False, ()

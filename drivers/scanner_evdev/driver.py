@@ -5,7 +5,9 @@ Invariants:
   the wait never loses an event (python-evdev #123: a cancelled `async_read_loop` step can drop one,
   and a lost Shift corrupts a scan).
 - An unfinished scan is dropped after `key_timeout` of silence, or when the device goes away
-  (`read()` raises ENODEV), and is emitted as a bad reading with its text; counted in `stats["stale"]`.
+  (`read()` raises ENODEV), and is emitted as a bad reading with its text; counted in `counters["stale"]`.
+- `counters` (scans, stale, unmapped, empty, uncomposed) is a plain dict the decoder increments; the
+  supervisor shows it in `status` and keeps the totals across reconnects.
 - The device is opened by its stable path on every connect, grabbed before the first read, and the
   decoder's held-key state is reset: a key-up lost with the old device must not stick.
 """
@@ -39,10 +41,11 @@ class ScannerEvdev:
         self.decoder = WedgeDecoder(cfg.layout, cfg.tab, cfg.key_timeout, keymap=cfg.keymap)
         self.dev: Any = None
         self.resolved: str | None = None  # the /dev/input/eventN behind the stable path, for status
+        self.counters: dict[str, int] = self.decoder.counters
 
     @property
     def stats(self) -> dict[str, int]:
-        return self.decoder.stats
+        return self.counters
 
     async def connect(self) -> None:
         path = str(self.cfg.path)
@@ -74,7 +77,7 @@ class ScannerEvdev:
             raise NotConnected("not connected")
         loop = asyncio.get_running_loop()
         while True:
-            wait = self.cfg.key_timeout if dec.partial else None
+            wait = self.cfg.key_timeout if dec.pending else None
             if not await _readable(loop, dev.fileno(), wait):
                 stale = dec.drop_partial(f"no key for {self.cfg.key_timeout} s")
                 if stale:

@@ -1,119 +1,58 @@
-"""Keyboard layouts as tables: evdev keycode → characters (plain, shift, altgr, shift+altgr).
+"""Keyboard layouts as tables: evdev keycode → the key's characters at each level.
 
-evdev reports physical keys; what a key means depends on the layout the scanner emulates. A layout
-here is a dict {keycode: Key}; `build(name, overrides)` returns one of the tables below with
-per-site overrides applied (config `keymap:`), which is how other layouts are added without code.
+evdev reports physical keys; what a key means depends on the layout the scanner emulates. The
+tables in `layouts.py` are written from libxkbcommon by `gen_layouts.py`, so a key gives what Linux
+gives: plain, Shift, AltGr and Shift+AltGr, each with CapsLock off and on and with Ctrl, keypad with
+NumLock on, dead keys composed as the compose table says. `build(name, overrides)` returns one layout with
+per-site overrides applied (config `keymap:`).
 
-Dead keys (German `^` and `´`, French `^` `¨`) are marked with `dead=True` on the character; they
-compose with the next key (space gives the accent itself).
+Deliberate differences from xkb, for scanners: Ctrl + the key right of P, and Ctrl+] at the US
+position on every layout, give GS (0x1D); Alt + keypad digits give a character code (Windows
+convention); a dead key followed by a key it does not compose with gives the accent and the key
+(a desktop would drop both).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from evdev import ecodes as e
 
-DEAD = "\0"  # prefix marking a dead character in the tables below
+from drivers.scanner_evdev.layouts import ALTGR, COMPOSE, DEAD, KP, LAYOUTS  # noqa: F401 - DEAD, KP: the tables' markers
 
+Row = tuple[str, ...]  # 16 characters: index shift | capslock << 1 | altgr << 2 | ctrl << 3; "" for none
 
-@dataclass(frozen=True, slots=True)
-class Key:
-    plain: str | None = None
-    shift: str | None = None
-    altgr: str | None = None
-    shift_altgr: str | None = None
-    letter: bool = False  # CapsLock applies
-
-
-def _letters(keys: str) -> dict[int, Key]:
-    return {getattr(e, f"KEY_{c.upper()}"): Key(c, c.upper(), letter=True) for c in keys}
-
-
-_ROW_KEYS = [e.KEY_1, e.KEY_2, e.KEY_3, e.KEY_4, e.KEY_5, e.KEY_6, e.KEY_7, e.KEY_8, e.KEY_9, e.KEY_0]
-_KEYPAD = {
-    e.KEY_KP0: "0", e.KEY_KP1: "1", e.KEY_KP2: "2", e.KEY_KP3: "3", e.KEY_KP4: "4", e.KEY_KP5: "5",
-    e.KEY_KP6: "6", e.KEY_KP7: "7", e.KEY_KP8: "8", e.KEY_KP9: "9", e.KEY_KPDOT: ".", e.KEY_KPSLASH: "/",
-    e.KEY_KPASTERISK: "*", e.KEY_KPMINUS: "-", e.KEY_KPPLUS: "+",
-}
-KEYPAD_DIGITS = {k: v for k, v in _KEYPAD.items() if v.isdigit()}
-
-
-def _common() -> dict[int, Key]:
-    m = {k: Key(v, v) for k, v in _KEYPAD.items()}
-    m[e.KEY_SPACE] = Key(" ", " ", " ", " ")
-    return m
-
-
-def _us() -> dict[int, Key]:
-    m = _common()
-    m.update(_letters("abcdefghijklmnopqrstuvwxyz"))
-    m.update({k: Key(d, s) for k, d, s in zip(_ROW_KEYS, "1234567890", "!@#$%^&*()")})
-    m.update({
-        e.KEY_MINUS: Key("-", "_"), e.KEY_EQUAL: Key("=", "+"), e.KEY_LEFTBRACE: Key("[", "{"), e.KEY_RIGHTBRACE: Key("]", "}"),
-        e.KEY_SEMICOLON: Key(";", ":"), e.KEY_APOSTROPHE: Key("'", '"'), e.KEY_GRAVE: Key("`", "~"), e.KEY_BACKSLASH: Key("\\", "|"),
-        e.KEY_COMMA: Key(",", "<"), e.KEY_DOT: Key(".", ">"), e.KEY_SLASH: Key("/", "?"), e.KEY_102ND: Key("\\", "|"),
-    })
-    return m
-
-
-def _de() -> dict[int, Key]:
-    m = _common()
-    m.update(_letters("abcdefghijklmnopqrstuvwx"))
-    m[e.KEY_Y] = Key("z", "Z", letter=True)  # QWERTZ: Y and Z swap
-    m[e.KEY_Z] = Key("y", "Y", letter=True)
-    m.update({k: Key(d, s, a) for k, d, s, a in zip(_ROW_KEYS, "1234567890", '!"§$%&/()=', [None, "²", "³", None, None, None, "{", "[", "]", "}"])})
-    m.update({
-        e.KEY_MINUS: Key("ß", "?", "\\"), e.KEY_EQUAL: Key(DEAD + "´", DEAD + "`"),
-        e.KEY_LEFTBRACE: Key("ü", "Ü", letter=True), e.KEY_RIGHTBRACE: Key("+", "*", "~"),
-        e.KEY_SEMICOLON: Key("ö", "Ö", letter=True), e.KEY_APOSTROPHE: Key("ä", "Ä", letter=True),
-        e.KEY_GRAVE: Key(DEAD + "^", "°"), e.KEY_BACKSLASH: Key("#", "'"), e.KEY_102ND: Key("<", ">", "|"),
-        e.KEY_COMMA: Key(",", ";"), e.KEY_DOT: Key(".", ":"), e.KEY_SLASH: Key("-", "_"),
-        e.KEY_Q: Key("q", "Q", "@", letter=True), e.KEY_E: Key("e", "E", "€", letter=True), e.KEY_M: Key("m", "M", "µ", letter=True),
-    })
-    return m
-
-
-def _fr() -> dict[int, Key]:
-    m = _common()
-    m.update(_letters("bcdefghijklnoprstuvxy"))
-    m.update({  # AZERTY: A/Q and Z/W swap, M sits right of L
-        e.KEY_Q: Key("a", "A", letter=True), e.KEY_A: Key("q", "Q", letter=True), e.KEY_W: Key("z", "Z", letter=True),
-        e.KEY_Z: Key("w", "W", letter=True), e.KEY_SEMICOLON: Key("m", "M", letter=True), e.KEY_M: Key(",", "?"),
-    })
-    # The number row gives symbols unshifted and digits with Shift.
-    m.update({k: Key(d, s, a) for k, d, s, a in zip(_ROW_KEYS, '&é"\'(-è_çà', "1234567890", [None, "~", "#", "{", "[", "|", "`", "\\", "^", "@"])})
-    m.update({
-        e.KEY_MINUS: Key(")", "°", "]"), e.KEY_EQUAL: Key("=", "+", "}"), e.KEY_LEFTBRACE: Key(DEAD + "^", DEAD + "¨"),
-        e.KEY_RIGHTBRACE: Key("$", "£", "¤"), e.KEY_APOSTROPHE: Key("ù", "%"), e.KEY_GRAVE: Key("²", None),
-        e.KEY_BACKSLASH: Key("*", "µ"), e.KEY_102ND: Key("<", ">"), e.KEY_COMMA: Key(";", "."), e.KEY_DOT: Key(":", "/"),
-        e.KEY_SLASH: Key("!", "§"), e.KEY_E: Key("e", "E", "€", letter=True),
-    })
-    return m
-
-
-def _gb() -> dict[int, Key]:
-    m = _us()
-    m.update({
-        e.KEY_2: Key("2", '"'), e.KEY_3: Key("3", "£"), e.KEY_APOSTROPHE: Key("'", "@"), e.KEY_BACKSLASH: Key("#", "~"),
-        e.KEY_GRAVE: Key("`", "¬", "¦"), e.KEY_102ND: Key("\\", "|"), e.KEY_4: Key("4", "$", "€"),
-    })
-    return m
-
-
-LAYOUTS = {"us": _us, "de": _de, "fr": _fr, "gb": _gb}  # keep keymap_names.LAYOUT_NAMES in step
-# Dead key + base → composed character; dead key + space → the accent itself.
-COMPOSE = {
-    "^": dict(zip("aeiouAEIOU", "âêîôûÂÊÎÔÛ")),
-    "´": dict(zip("aeiouyAEIOUY", "áéíóúýÁÉÍÓÚÝ")),
-    "`": dict(zip("aeiouAEIOU", "àèìòùÀÈÌÒÙ")),
-    "¨": dict(zip("aeiouyAEIOU", "äëïöüÿÄËÏÖÜ")),
-}
-# Where Ctrl + the key gives a control character in the scanner's data. Ctrl+] (KEY_RIGHTBRACE) is
-# GS on every layout: scanners send the US key position whatever the layout. On layouts whose key
-# right of P is not `[` (de, fr), Ctrl + that key is taken as GS too: it has no other meaning there.
+# Sequences that may still become a composed character.
+PREFIXES = frozenset(seq[:i] for seq in COMPOSE for i in range(1, len(seq)))
+KEYPAD_DIGITS = {getattr(e, f"KEY_KP{d}"): d for d in "0123456789"}
+KEYPAD = frozenset(code for code, names in e.KEY.items() if any(n.startswith("KEY_KP") for n in ([names] if isinstance(names, str) else names)))
+# Where Ctrl + the key gives a control character in the scanner's data whatever the layout says:
+# Ctrl+] (KEY_RIGHTBRACE) is GS on every layout, as scanners send the US key position. On layouts
+# whose key right of P is not `[` (de, fr), Ctrl + that key is taken as GS too: it has no other
+# meaning there.
 CTRL_KEYS = {e.KEY_RIGHTBRACE: "\x1d", e.KEY_BACKSLASH: "\x1c"}
-CTRL_KEYS_BY_LAYOUT = {"us": {e.KEY_LEFTBRACE: "\x1b"}, "gb": {e.KEY_LEFTBRACE: "\x1b"}, "de": {e.KEY_LEFTBRACE: "\x1d"}, "fr": {e.KEY_LEFTBRACE: "\x1d"}}
+CTRL_KEYS_BY_LAYOUT = {"de": {e.KEY_LEFTBRACE: "\x1d"}, "fr": {e.KEY_LEFTBRACE: "\x1d"}}
+
+
+def to_control(ch: str) -> str:
+    """Ctrl + a key, as xkb transforms it: only ASCII characters change."""
+    if len(ch) != 1 or ord(ch) > 127:
+        return ch
+    c = ord(ch)
+    if 0x40 <= c < 0x7F or ch == " ":
+        return chr(c & 0x1F)
+    if ch == "2":
+        return "\0"
+    if "3" <= ch <= "7":
+        return chr(c - ord("3") + 0x1B)
+    if ch == "8":
+        return "\x7f"
+    if ch == "/":
+        return "\x1f"
+    return ch
+
+
+def spacing(dead: str) -> str | None:
+    """The accent of a dead key on its own (what dead key + space gives)."""
+    return COMPOSE.get((dead, " ")) or COMPOSE.get((dead, dead))
 
 
 def key_code(name: str) -> int:
@@ -123,12 +62,25 @@ def key_code(name: str) -> int:
     return code
 
 
-def build(name: str, overrides: dict[str, list[str | None]] | None = None) -> dict[int, Key]:
+def _row(chars: list[str | None]) -> Row:
+    """[plain, shift, altgr, shift+altgr] → 16 levels; CapsLock swaps the case of letters, Ctrl
+    transforms as xkb does."""
+    plain, shift, altgr, shift_altgr = ((list(chars) + [None] * 4)[:4][i] or "" for i in range(4))
+    letter = len(plain) == 1 and plain.lower() != plain.upper()
+    caps, caps_shift = (shift, plain) if letter else (plain, shift)
+    row = (plain, shift, caps, caps_shift, altgr, shift_altgr, altgr, shift_altgr)
+    return row + tuple(to_control(c) for c in row)
+
+
+def build(name: str, overrides: dict[str, list[str | None]] | None = None) -> tuple[dict[int, Row], bool]:
+    """The layout's keys and whether it has AltGr (Right Alt as third-level shift)."""
     if name not in LAYOUTS:
         raise ValueError(f"unknown layout {name!r}; known: {', '.join(sorted(LAYOUTS))} (or add keys with `keymap:`)")
-    m = LAYOUTS[name]()
+    keys = {key_code(k): row for k, row in LAYOUTS[name].items()}
+    altgr = ALTGR[name]
     for key, chars in (overrides or {}).items():
-        chars = list(chars) + [None] * (4 - len(chars))
-        plain = chars[0]
-        m[key_code(key)] = Key(*chars[:4], letter=bool(plain and plain.isalpha() and plain.lower() != plain.upper()))
-    return m
+        row = _row(chars)
+        keys[key_code(key)] = row
+        altgr = altgr or any(row[4:])
+    return keys, altgr
+

@@ -19,11 +19,23 @@ GS1_MESSAGE = frozenset({"gs1-128", "gs1-datamatrix", "gs1-qr", "gs1-databar", "
 GTIN = frozenset({"ean-13", "ean-8", "ean-13+addon"})
 
 
+_LETTER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_MODIFIER = _LETTER | frozenset("0123456789")
+
+
 def split(text: str) -> tuple[str | None, str]:
-    """Split `]Xm…` into (identifier, data). Text without a well-formed identifier is returned whole."""
-    if len(text) >= 3 and text[0] == "]" and text[1].isalpha() and text[2].isalnum():
+    """Split `]Xm…` into (identifier, data). Text without a well-formed identifier is returned whole.
+    ASCII only: `str.isalpha()` would also take `é`, `str.isalnum()` `¹`."""
+    if len(text) >= 3 and text[0] == "]" and text[1] in _LETTER and text[2] in _MODIFIER:
         return text[:3], text[3:]
     return None, text
+
+
+def malformed(text: str) -> str | None:
+    """Why text that starts with the AIM flag character `]` carries no identifier, or None."""
+    if text[:1] != "]" or split(text)[0] is not None:
+        return None
+    return f"{text[:3]!r} is no AIM symbology identifier (`]`, a letter, a modifier character)"
 
 
 def name(aim: str | None) -> str | None:

@@ -13,6 +13,7 @@ from functools import lru_cache
 from gateway.scan import aim as aimmod
 from gateway.scan import epc, gs1
 from gateway.scan.config import Patterns, ScanSettings
+from gateway.scan.gs1check import digits
 
 KEYS = ("kind", "symbology", "aim", "text", "gtin", "batch_lot", "serial", "expiry", "sscc", "count", "order_number",
         "epc_uri", "epc_filter", "scan_work_order", "scan_operation", "badge", "scan_lot", "command")
@@ -21,7 +22,8 @@ KEYS = ("kind", "symbology", "aim", "text", "gtin", "batch_lot", "serial", "expi
 CACHE = 8192
 # Soft problems: the value is usable, the operator is warned.
 SOFT = frozenset({"missing_gs", "separator_substituted"})
-_EPC_HEX = re.compile(r"^[0-9A-Fa-f]{24,}$")
+_EPC_HEX = re.compile(r"[0-9A-Fa-f]{24,}")
+CACHED = 512  # longer texts are decoded without the cache: a flood of garbage must not fill memory
 
 
 def text_of(raw: bytes) -> str:
@@ -33,7 +35,7 @@ def normalize_badge(value: str) -> str:
     """One form for badge ids: 10-digit decimal (what is printed on 125 kHz cards).
     8 hex digits (a serial reader's id) or 10 hex digits (version + id) are converted."""
     v = value.strip()
-    if v.isdigit():
+    if digits(v):
         return v.zfill(10) if len(v) <= 10 else v
     if re.fullmatch(r"[0-9A-Fa-f]{8}|[0-9A-Fa-f]{10}", v):
         return f"{int(v[-8:], 16):010d}"
@@ -44,7 +46,8 @@ class Decoder:
     def __init__(self, settings: ScanSettings | None = None):
         s = settings or ScanSettings()
         p: Patterns = s.patterns
-        self._rules = [(kind, re.compile(rx)) for kind, rx in (("work_order", p.work_order), ("badge", p.badge), ("lot", p.lot)) if rx]
+        # ASCII: a configured `\d` must not take `٣` or `¹` for a digit.
+        self._rules = [(kind, re.compile(rx, re.ASCII)) for kind, rx in (("work_order", p.work_order), ("badge", p.badge), ("lot", p.lot)) if rx]
         self._commands = dict(p.commands)
         self._seps = tuple(s.separators)
         self._auto = s.auto_separator
@@ -52,7 +55,7 @@ class Decoder:
 
     def fields(self, text: str, hint: str | None = None) -> dict:
         """A fresh copy of the decoded fields (callers may add to it)."""
-        d = self.decode(text, hint)
+        d = self.decode(text, hint) if len(text) <= CACHED else self._decode(text, hint)
         return {**d, "errors": list(d["errors"]), "error_codes": list(d["error_codes"])}
 
     def _decode(self, text: str, hint: str | None = None) -> dict:
@@ -61,7 +64,14 @@ class Decoder:
         aim, body = aimmod.split(text)
         sym = aimmod.name(aim)
         out["aim"], out["symbology"], out["text"] = aim, sym, body
-        tried_epc = hint == "epc" or (hint is None and aim is None and _EPC_HEX.match(body) is not None and body[:2] in ("30", "31"))
+        why = aimmod.malformed(text)
+        if why or not body.strip():
+            out["kind"] = "unknown"
+            code = "aim_malformed" if why else "empty_scan"
+            out["errors"].append(why or (f"empty scan: nothing after the AIM identifier {aim}" if aim else "empty scan"))
+            out["error_codes"].append(code)
+            return out
+        tried_epc = hint == "epc" or (hint is None and aim is None and _EPC_HEX.fullmatch(body) is not None and body[:2] in ("30", "31"))
         if tried_epc and (self._epc(out, body) or hint == "epc"):
             return out
         if hint == "badge":
@@ -74,7 +84,7 @@ class Decoder:
             out.update({k: v for k, v in g.items() if k in out or k in ("ai", "digital_link")})
             out.update({k: v for k, v in g.items() if k not in out})
             return out
-        if aim is None and not tried_epc and _EPC_HEX.match(body) and self._epc(out, body):
+        if aim is None and not tried_epc and _EPC_HEX.fullmatch(body) and self._epc(out, body):
             return out
         out["kind"] = "unknown"
         out["errors"] += g["errors"]  # never dropped, even when the text turned out not to be GS1
@@ -118,6 +128,19 @@ class Decoder:
         out["errors"] += e["errors"]
         out["error_codes"] += e["error_codes"]
         return True
+
+
+def identity(f: dict) -> str:
+    """What a label says, whatever its symbology, AI order or form (element string, Digital Link,
+    bare GTIN): the key for duplicates."""
+    ai = f.get("ai")
+    if ai:
+        return "".join(f"({k}){v}" for k, v in sorted(ai.items()))
+    if f["kind"] == "gtin" and f.get("gtin"):
+        return f"(01){gs1.gtin14(f['gtin'])}"
+    if f["kind"] == "epc":
+        return f.get("epc_uri") or f"epc:{f.get('epc_hex')}"
+    return f["text"] or ""
 
 
 _default: Decoder | None = None

@@ -10,7 +10,7 @@ import re
 
 from gateway.scan.gs1check import check_digit
 
-_HEX = re.compile(r"^[0-9A-Fa-f]+$")
+_HEX = re.compile(r"[0-9A-Fa-f]+")
 
 SGTIN96 = 0x30
 SSCC96 = 0x31
@@ -23,7 +23,7 @@ _OTHER = {0x32: "sgln-96", 0x33: "grai-96", 0x34: "giai-96", 0x35: "gid-96", 0x3
 
 def looks_like_epc(text: str) -> bool:
     """Hex of 24+ digits whose first byte is an EPC header this module knows."""
-    return len(text) >= 24 and len(text) % 2 == 0 and _HEX.match(text) is not None and (int(text[:2], 16) in (SGTIN96, SSCC96) or int(text[:2], 16) in _OTHER)
+    return len(text) >= 24 and len(text) % 2 == 0 and _HEX.fullmatch(text) is not None and (int(text[:2], 16) in (SGTIN96, SSCC96) or int(text[:2], 16) in _OTHER)
 
 
 def decode(hex_text: str) -> dict:
@@ -36,7 +36,7 @@ def decode(hex_text: str) -> dict:
         out["error_codes"].append(code)
         return out
 
-    if not hex_text or _HEX.match(hex_text) is None:
+    if not hex_text or _HEX.fullmatch(hex_text) is None:
         return fail("epc_not_hex", f"EPC must be hex digits, got {hex_text!r}")
     header = int(hex_text[:2], 16)
     bits = len(hex_text) * 4

@@ -10,8 +10,11 @@ Invariants:
   or arrive with the context from the MES (`ctx.extra["bom"]`, `ctx.extra["blocked_lots"]`), which
   take precedence for the BOM and add to the blocked list.
 - Without an active work order a material scan is `unassigned`, never attached to the last order.
-- Duplicates are keyed on (work order, scanned text) with a TTL, and only accepted scans arm the
-  key: a changeover never swallows a real scan, and a rejected scan scanned again is judged again.
+- Duplicates are keyed on (work order, what the label says: its AIs, whatever the symbology, AI
+  order or form) with a TTL, and only accepted scans arm the key: a changeover never swallows a
+  real scan, and a rejected scan scanned again is judged again.
+- An empty scan (a terminator alone, an AIM identifier with nothing after it) is rejected, with or
+  without an active work order.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any, Literal
 from gateway.context import Change, Context
 from gateway.model import RFID, Reading
 from gateway.scan.config import ScanSettings
-from gateway.scan.decode import SOFT, Decoder, text_of
+from gateway.scan.decode import SOFT, Decoder, identity, text_of
 from gateway.scan.lists import blocked_key, load_blocked, load_bom, norm_item
 
 Status = Literal["accepted", "rejected", "warning", "unassigned", "duplicate"]
@@ -58,6 +61,8 @@ class ScanRules:
         f.update({k: v for k, v in fields.items() if k != "hint"})
         if reading.quality == "bad":
             return Verdict("rejected", "garbled", reading.reason or "the scan arrived garbled", None, f)
+        if "empty_scan" in f["error_codes"] or "aim_malformed" in f["error_codes"]:
+            return Verdict("rejected", f["error_codes"][0], "; ".join(f["errors"]), None, f)
         kind = f["kind"]
         if kind == "work_order":
             wo = f["scan_work_order"]
@@ -82,7 +87,7 @@ class ScanRules:
         if kind not in MATERIAL:
             return Verdict(self.settings.unknown, "unknown_code", f"not a code this station knows: {f['text']!r}", None, f)
         # An RFID read window already folds repeats; its summary must not count as a duplicate of its first sight.
-        return self._material(f, ctx, reading.ts, now, text, dedupe=reading.type != RFID)
+        return self._material(f, ctx, reading.ts, now, dedupe=reading.type != RFID)
 
     def _command(self, f: dict, ctx: Context) -> Verdict:
         if f["command"] == "end":
@@ -93,9 +98,9 @@ class ScanRules:
             return Verdict("accepted", "no_operators", "nobody was logged in", None, f)
         return Verdict("accepted", "operators_logout", "all operators logged out", Change("logout", "scan", operators=ctx.operators, reason="logout barcode"), f)
 
-    def _material(self, f: dict, ctx: Context, ts: float, now: float, text: str, dedupe: bool) -> Verdict:
+    def _material(self, f: dict, ctx: Context, ts: float, now: float, dedupe: bool) -> Verdict:
         wo = ctx.work_order or ""
-        key = (wo, text)
+        key = (wo, identity(f))
         dedupe = dedupe and self._ttl > 0
         if dedupe:
             self._prune(now)

@@ -113,3 +113,35 @@ async def test_cancelling_the_reader_loses_no_event():
 def test_unknown_layout_is_a_config_error():
     with pytest.raises(ValueError, match="unknown layout"):
         ScannerEvdevConfig(kind="scanner_evdev", name="w", path=PATH, layout="xx")
+
+
+async def test_counters_are_one_plain_dict_across_reconnects():
+    # The supervisor reads `counters` (a plain dict) for status; this driver's own totals must not
+    # reset when the device comes back.
+    from evdev import ecodes as e
+
+    devices = Devices()
+    dev = devices.plug(PATH)
+    drv = driver(devices)
+    counters = drv.counters
+    assert type(counters) is dict
+    await drv.connect()
+    it = drv.readings()
+    t = Typist("us")
+    dev.send(t.char("A") + t.tap(e.KEY_F5) + t.tap(e.KEY_ENTER) + t.char("B"))
+    assert (await anext(it)).quality == "bad"  # the key without a character
+    await asyncio.sleep(0.01)
+    devices.unplug(PATH)
+    assert "device lost" in (await anext(it)).reason
+    with pytest.raises(NotConnected):
+        await anext(it)
+    await drv.aclose()
+    new = devices.plug(PATH)
+    await drv.connect()
+    new.send(t.scan("C") + t.tap(e.KEY_ENTER))
+    it = drv.readings()
+    assert (await anext(it)).value == "C"
+    assert (await anext(it)).reason.startswith("empty scan")
+    assert drv.counters is counters
+    assert counters == {"scans": 3, "stale": 1, "unmapped": 1, "empty": 1, "uncomposed": 0}
+    await drv.aclose()

@@ -1,5 +1,9 @@
 """The wedge cases of shared/capture-facts.md: layouts, CapsLock, GS both ways, timeout, repeats, Tab."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from evdev import InputEvent
 from evdev import ecodes as e
@@ -119,3 +123,73 @@ def test_alt_code_for_any_character_and_keymap_override():
 def test_other_event_types_are_ignored():
     evs = [InputEvent(1, 0, e.EV_MSC, e.MSC_SCAN, 458756), *events_for("X", "us"), InputEvent(1, 0, e.EV_LED, e.LED_NUML, 1)]
     assert [r.text for r in run(WedgeDecoder("us"), evs)] == ["X"]
+
+
+def test_ctrl_on_a_key_whose_capital_is_two_letters():
+    # 'ß'.upper() is 'SS': Ctrl+ß crashed the decoder. xkb leaves non-ASCII characters alone under Ctrl.
+    t = Typist("de")
+    (r,) = run(WedgeDecoder("de"), t.tap(e.KEY_A) + t.tap(e.KEY_MINUS, e.KEY_LEFTCTRL) + t.tap(e.KEY_ENTER))
+    assert (r.text, r.error) == ("aß", None)
+
+
+@pytest.mark.parametrize(
+    "layout, taps, text",
+    [
+        ("us", [(e.KEY_KPEQUAL,), (e.KEY_KPPLUSMINUS,), (e.KEY_KPLEFTPAREN,)], "=±("),
+        ("de", [(e.KEY_KPDOT,), (e.KEY_KPCOMMA,)], ",."),  # the German keypad's decimal key is a comma
+        ("de", [(e.KEY_102ND,), (e.KEY_102ND, e.KEY_LEFTSHIFT), (e.KEY_102ND, e.KEY_RIGHTALT)], "<>|"),
+        ("gb", [(e.KEY_102ND,), (e.KEY_102ND, e.KEY_LEFTSHIFT), (e.KEY_102ND, e.KEY_RIGHTALT, e.KEY_LEFTSHIFT)], "\\|¦"),
+        ("de", [(e.KEY_Q, e.KEY_RIGHTALT), (e.KEY_Q, e.KEY_RIGHTALT, e.KEY_LEFTSHIFT), (e.KEY_A, e.KEY_RIGHTALT)], "@Ωæ"),
+        ("fr", [(e.KEY_2, e.KEY_RIGHTALT), (e.KEY_0, e.KEY_RIGHTALT), (e.KEY_GRAVE, e.KEY_LEFTSHIFT)], "~@~"),
+        ("gb", [(e.KEY_4, e.KEY_RIGHTALT), (e.KEY_GRAVE, e.KEY_RIGHTALT)], "€|"),
+        # Dead keys on AltGr: gb AltGr+; is dead acute, de AltGr+ä dead circumflex, fr Shift+AltGr+= dead ogonek.
+        ("gb", [(e.KEY_SEMICOLON, e.KEY_RIGHTALT), (e.KEY_E,)], "é"),
+        ("de", [(e.KEY_APOSTROPHE, e.KEY_RIGHTALT), (e.KEY_O,)], "ô"),
+        ("fr", [(e.KEY_EQUAL, e.KEY_RIGHTALT, e.KEY_LEFTSHIFT), (e.KEY_Q,)], "ą"),
+        ("de", [(e.KEY_EQUAL,), (e.KEY_EQUAL,)], "´"),  # dead acute twice: the accent itself
+    ],
+)
+def test_keys_and_levels_as_linux_gives_them(layout, taps, text):
+    t = Typist(layout)
+    evs = [ev for tap in taps for ev in t.tap(*tap)] + t.tap(e.KEY_ENTER)
+    (r,) = run(WedgeDecoder(layout), evs)
+    assert (r.text, r.error) == (text, None)
+
+
+def test_dead_key_that_composes_nothing_keeps_both():
+    # A desktop drops the pair; a scan must not lose characters.
+    t = Typist("de")
+    dec = WedgeDecoder("de")
+    (r,) = run(dec, t.tap(e.KEY_GRAVE) + t.tap(e.KEY_X) + t.tap(e.KEY_ENTER))
+    assert (r.text, dec.counters["uncomposed"]) == ("^x", 1)
+
+
+def test_alt_code_with_endless_digits():
+    # Any number of keypad digits: taken mod 256, as Windows does; int() of thousands of digits raised.
+    t = Typist("us")
+    evs = t._ev(e.KEY_LEFTALT, 1) + [ev for _ in range(6000) for ev in t.tap(e.KEY_KP0)] + t.tap(e.KEY_KP2) + t.tap(e.KEY_KP9)
+    (r,) = run(WedgeDecoder("us"), evs + t._ev(e.KEY_LEFTALT, 0) + t.tap(e.KEY_ENTER))
+    assert r.text == "\x1d"
+
+
+def test_counters_are_a_plain_dict():
+    t = Typist("us")
+    dec = WedgeDecoder("us")
+    run(dec, t.tap(e.KEY_ENTER) + t.char("A") + t.tap(e.KEY_F5) + t.tap(e.KEY_ENTER))
+    assert type(dec.counters) is dict
+    assert dec.counters == {"scans": 2, "stale": 0, "unmapped": 1, "empty": 1, "uncomposed": 0}
+
+
+def test_simulator_imports_neither_driver_nor_gateway():
+    code = "import sys, simulators.wedge; bad = [m for m in sys.modules if m.split('.')[0] in ('drivers', 'gateway')]; assert not bad, bad"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[3])
+
+
+def test_a_wrong_driver_table_fails_the_round_trip(monkeypatch):
+    # The simulator types from xkb: Y and Z swapped in the driver's German table must show.
+    from drivers.scanner_evdev import layouts
+
+    de = layouts.LAYOUTS["de"]
+    monkeypatch.setitem(de, "KEY_Y", de["KEY_Z"])
+    (r,) = run(WedgeDecoder("de"), events_for("Lot-z", "de"))
+    assert r.text != "Lot-z"

@@ -85,3 +85,12 @@ def test_decode_is_the_same_with_and_without_the_fast_path(monkeypatch):
     monkeypatch.setattr(gs1, "_fast", lambda text, seps: None)
     slow = [gs1.decode(t.removeprefix("]C1"), aim_is_gs1=t.startswith("]C1")) for t in labels]
     assert fast == slow
+
+
+def test_shortest_element_is_a_lower_bound():
+    # The missing-GS search skips offsets where no element string fits: the bound must never be too high.
+    from re import _parser
+
+    for ai, spec in AIS.items():
+        shortest = max(_parser.parse(spec.pattern).getwidth()[0], len(ai) + 1)
+        assert gs1._shortest(ai, spec.format) <= shortest, ai

@@ -171,3 +171,33 @@ async def test_wedge_unplug_and_replug(tmp_path, broker, monkeypatch):
     assert traveler["work_order"] == "WO-2024-0042"
     assert (partial["value"], partial["status"], partial["reason_code"]) == ("]C", "rejected", "garbled")
     assert (after["status"], after["batch_lot"], after["expiry"]) == ("accepted", "LOT-YZ1", "2027-12-31")
+
+
+async def test_wedge_counters_in_status_survive_reconnects(tmp_path, broker, monkeypatch):
+    import pytest
+
+    from drivers.scanner_evdev.config import ScannerEvdevConfig
+    from drivers.scanner_evdev.driver import ScannerEvdev
+    from gateway.supervisor import Health
+    from simulators.wedge import Devices, Typist
+
+    if not hasattr(Health, "adopt"):
+        pytest.skip("this supervisor does not read driver counters yet")
+    devices = Devices()
+    monkeypatch.setattr(ScannerEvdevConfig, "build", lambda self: ScannerEvdev(self, opener=devices))
+    link = "/dev/input/by-id/usb-Test_Wedge_0002-event-kbd"
+    dev = devices.plug(link)
+    conf = {"kind": "scanner_evdev", "name": "wedge1", "path": link, "layout": "de", "backoff_initial": 0.05, "backoff_max": 0.2}
+    path = write_config(tmp_path, broker.port, [conf], gateway=station(tmp_path))
+    t = Typist("de")
+    async with InProcess(path) as gw:
+        await _connected(gw, "wedge1")
+        dev.send(t.char("]") + t.char("C"))  # a partial scan, then ENODEV
+        await asyncio.sleep(0.01)
+        devices.unplug(link)
+        await gw.wait_status(lambda st: st["devices"][0]["counters"].get("stale") == 1)
+        new = devices.plug(link)
+        await _connected(gw, "wedge1", outages=1)
+        new.send(t.scan("]C0WO-2024-0042") + t.tap(28))  # then Enter alone: an empty scan
+        st = await gw.wait_status(lambda st: st["devices"][0]["counters"].get("empty") == 1)
+    assert st["devices"][0]["counters"]["stale"] == 1 and st["devices"][0]["counters"]["scans"] == 2
