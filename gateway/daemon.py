@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import structlog
 
-from gateway import control
+from gateway import control, deadletter
 from gateway.config import Config
 from gateway.context import Change, ContextRefused
 from gateway.errors import ConfigError, DriverFatal
@@ -112,6 +112,8 @@ class Gateway:
             except ValueError as exc:
                 return {"ok": False, "error": str(exc)}
             return await self.change(req.get("station"), ch)
+        if cmd == "dead_letter":
+            return await deadletter.handle(self.outbox, req)
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
     def summary(self) -> str:
@@ -134,6 +136,8 @@ class Gateway:
                 "bytes": st.bytes,
                 "oldest_unsent_age": round(time.time() - oldest, 3) if oldest else None,
                 "pending_commit": self.outbox.pending(),
+                "dead_letter_rows": st.dead_rows,
+                "dead_letter_bytes": st.dead_bytes,
             },
             "counters": {"read": self.pipeline.read, "buffered": st.counters["captured"], **st.counters},
             "broker": self.publisher.to_json(),
