@@ -1,4 +1,8 @@
-"""`shopfloor-gateway` command line: run, check-config, print-schema, status, context."""
+"""`shopfloor-gateway` command line: run, check-config, print-schema, status, context, dead-letter.
+
+Every failure ends in one line on stderr and an exit status (EXIT below), never a traceback; a
+closed stdout (`… | head`) ends the command quietly.
+"""
 
 from __future__ import annotations
 
@@ -12,19 +16,48 @@ import time
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from gateway import config as config_mod
 from gateway import control
-from gateway.errors import BufferError, ConfigError
+from gateway.errors import BufferError, ConfigError, GatewayError
 
 DEFAULT_CONFIG = os.environ.get("SHOPFLOOR_GATEWAY_CONFIG", "/etc/shopfloor-gateway/gateway.yaml")
-EX_OK, EX_FAIL, EX_UNAVAILABLE, EX_CONFIG = 0, 1, 69, 78
+EX_OK, EX_FAIL, EX_UNAVAILABLE, EX_SOFTWARE, EX_IOERR, EX_PROTOCOL, EX_CONFIG = 0, 1, 69, 70, 74, 76, 78
+EX_INTERRUPTED, EX_PIPE = 130, 141
+EXIT = {
+    EX_OK: "ok",
+    EX_FAIL: "refused (the gateway said why)",
+    EX_UNAVAILABLE: "gateway or buffer unavailable: not running, running but not answering in time, or buffer in use",
+    EX_SOFTWARE: "internal error (a bug: please report the line printed)",
+    EX_IOERR: "input/output error",
+    EX_PROTOCOL: "the gateway's answer could not be read (too large or not JSON)",
+    EX_CONFIG: "configuration error",
+    EX_INTERRUPTED: "interrupted (Ctrl-C)",
+    EX_PIPE: "standard output closed (e.g. `| head`): nothing more is printed",
+}
+TIMEOUT = 10.0
+
+
+class Unavailable(GatewayError):
+    """The daemon cannot be used for this request; `status` is the exit status to end with."""
+
+    def __init__(self, message: str, status: int = EX_UNAVAILABLE):
+        super().__init__(message)
+        self.status = status
 
 
 def main(argv: list[str] | None = None) -> int:
     from gateway.version import VERSION
 
-    p = argparse.ArgumentParser(prog="shopfloor-gateway", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="shopfloor-gateway",
+        description=__doc__,
+        epilog="exit statuses: " + "; ".join(f"{k} {v}" for k, v in EXIT.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--version", action="version", version=f"shopfloor-gateway {VERSION}")
+    p.add_argument("--timeout", type=float, default=TIMEOUT, help=f"seconds to wait for the running gateway's answer (default {TIMEOUT:g})")
     sub = p.add_subparsers(dest="command", required=True)
 
     def with_config(sp: argparse.ArgumentParser) -> None:
@@ -73,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
             sp.add_argument("--operator", action="append", dest="operators", help="operator id (repeatable)")
         if name in ("set", "clear"):
             sp.add_argument("--reason", help="why (journaled with the change)")
-    _extend(sub)
+    _extend(sub, with_config)
 
     args = p.parse_args(argv)
     if args.command != "run":
@@ -81,23 +114,53 @@ def main(argv: list[str] | None = None) -> int:
 
         logs.setup("info", "auto")  # to stderr: stdout stays clean for JSON output
     try:
-        return COMMANDS[args.command](args)
+        status = COMMANDS[args.command](args)
+        sys.stdout.flush()  # a closed stdout fails here, inside the handlers below
+        return status
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return EX_CONFIG
+    except Unavailable as exc:
+        return fail(str(exc), exc.status)
     except BufferError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EX_UNAVAILABLE
+        return fail(str(exc), EX_UNAVAILABLE)
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EX_PIPE
     except KeyboardInterrupt:
-        return 130
+        return EX_INTERRUPTED
+    except OSError as exc:
+        return fail(str(exc), EX_IOERR)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line and an exit status, not a traceback
+        if args.command == "run":
+            import structlog
+
+            structlog.get_logger("gateway").exception("gateway_crashed", error=repr(exc))
+        return fail(f"internal error: {type(exc).__name__}: {exc}", EX_SOFTWARE)
 
 
-def _extend(sub: argparse._SubParsersAction) -> None:
+def fail(message: str, status: int) -> int:
+    try:
+        print(f"error: {message}", file=sys.stderr)
+    except OSError:
+        pass  # stderr is gone too: the status says it
+    return status
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's own flush at exit finds nothing to complain about."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def _extend(sub: argparse._SubParsersAction, with_config) -> None:
     """Subcommands kept in their own modules (and optional parts such as `decode` from gateway.scan)."""
-    from gateway import watch
+    from gateway import deadletter, watch
 
     watch.add_parser(sub, COMMANDS)
+    deadletter.add_parser(sub, COMMANDS, with_config)
     try:
         from gateway.scan.cli import add_parser
     except ImportError:
@@ -148,7 +211,7 @@ def cmd_schema(args) -> int:
 def cmd_status(args) -> int:
     cfg = config_mod.load(args.config)
     while True:
-        st = asyncio.run(_status(cfg))
+        st = asyncio.run(_status(cfg, args.timeout))
         if args.watch:
             print("\x1b[H\x1b[2J", end="")  # like watch(1): the screen redrawn in place
         if args.json:
@@ -161,22 +224,77 @@ def cmd_status(args) -> int:
         time.sleep(args.watch)
 
 
-async def _status(cfg) -> dict[str, Any]:
-    try:
-        return await control.request(cfg.control_socket, {"cmd": "status"})
-    except OSError:
-        pass
-    from gateway.outbox import Outbox
-
-    async with Outbox(cfg.buffer) as box:
+async def _status(cfg, timeout: float = TIMEOUT) -> dict[str, Any]:
+    rsp = await ask(cfg, {"cmd": "status"}, timeout)
+    if rsp is not None:
+        return rsp
+    async with opened(cfg) as box:
         oldest = await box.oldest()
         return {
             "gateway_id": cfg.gateway.id,
             "running": False,
-            "buffer": {"rows": box.stats.rows, "bytes": box.stats.bytes, "oldest_unsent_age": round(time.time() - oldest, 3) if oldest else None},
+            "buffer": {
+                "rows": box.stats.rows,
+                "bytes": box.stats.bytes,
+                "oldest_unsent_age": round(time.time() - oldest, 3) if oldest else None,
+                "dead_letter_rows": box.stats.dead_rows,
+                "dead_letter_bytes": box.stats.dead_bytes,
+            },
             "counters": box.stats.counters,
             "contexts": await box.contexts(),
         }
+
+
+async def ask(cfg, req: dict[str, Any], timeout: float = TIMEOUT) -> dict[str, Any] | None:
+    """The running daemon's answer; None when no daemon listens on the control socket."""
+    sock = cfg.control_socket
+    try:
+        return await control.request(sock, req, timeout=timeout)
+    except (FileNotFoundError, ConnectionRefusedError):
+        return None
+    except TimeoutError:
+        raise Unavailable(
+            f"the gateway is running but did not answer on {sock} within {timeout:g} s (busy or stuck); "
+            "a change may still be applied: check with `status` or `context show`"
+        ) from None
+    except ConnectionError as exc:
+        raise Unavailable(f"the gateway closed the control connection on {sock} without answering ({exc.strerror or exc})") from None
+    except orjson.JSONDecodeError as exc:
+        raise Unavailable(f"the gateway's answer on {sock} is not JSON ({exc})", EX_PROTOCOL) from None
+    except ValueError:
+        # StreamReader.readline past its limit
+        raise Unavailable(f"the gateway's answer on {sock} is larger than the control socket's limit of {control.LIMIT} bytes", EX_PROTOCOL) from None
+    except PermissionError:
+        raise Unavailable(f"no permission to use the control socket {sock} (be in the gateway's group, or root)") from None
+
+
+@contextlib.asynccontextmanager
+async def opened(cfg):
+    """The buffer file opened by this command, with no daemon listening: under its lock, so never
+    a buffer that a daemon holds (one that is starting, or stuck before its control socket)."""
+    from gateway.outbox import BufferLocked, Outbox
+
+    try:
+        box = Outbox(cfg.buffer)
+        await box.__aenter__()
+    except BufferLocked:
+        raise Unavailable(
+            f"a gateway process holds the buffer {cfg.buffer.path} but does not answer on its control socket "
+            f"{cfg.control_socket} (starting, or stuck); try again, or check `systemctl status`"
+        ) from None
+    try:
+        yield box
+    finally:
+        await box.__aexit__(None, None, None)
+
+
+async def ask_or_open(cfg, req: dict[str, Any], timeout: float, handle) -> dict[str, Any]:
+    """Ask the running daemon; without one, `handle(outbox, req)` on the file opened here."""
+    rsp = await ask(cfg, req, timeout)
+    if rsp is not None:
+        return rsp
+    async with opened(cfg) as box:
+        return await handle(box, req)
 
 
 def _age(ts: float | None) -> str:
@@ -219,6 +337,8 @@ def render_status(st: dict[str, Any]) -> str:
     line = f"buffer  {buf['rows']} rows, {_bytes(buf['bytes'])}, oldest unsent {'-' if age is None else f'{age:.1f}s'}"
     if "disk_free" in buf:
         line += f"; {_bytes(buf['disk_free'])} free on its disk"
+    if buf.get("dead_letter_rows"):
+        line += f"; {buf['dead_letter_rows']} dead letters ({_bytes(buf['dead_letter_bytes'])}): `dead-letter list`"
     out.append(line)
     out.append("counters " + ", ".join(f"{k}={v}" for k, v in st["counters"].items()))
     if cmds := st.get("commands"):
@@ -276,7 +396,7 @@ def cmd_context(args) -> int:
         if (problem := _invalid(req)) is not None:
             print(f"refused: {problem}", file=sys.stderr)
             return EX_FAIL
-    rsp = asyncio.run(_context(cfg, req))
+    rsp = asyncio.run(_context(cfg, req, args.timeout))
     if not rsp.get("ok"):
         print(f"refused: {rsp.get('error')}", file=sys.stderr)
         return EX_FAIL
@@ -300,17 +420,12 @@ def _invalid(req: dict[str, Any]) -> str | None:
     return None
 
 
-async def _context(cfg, req: dict[str, Any]) -> dict[str, Any]:
-    try:
-        return await control.request(cfg.control_socket, req)
-    except OSError:
-        pass
-    # No daemon listening: apply the change to the buffer file directly (we take its lock, so a
-    # daemon starting meanwhile waits for us rather than racing us).
-    from gateway.daemon import Gateway
-    from gateway.outbox import Outbox
+async def _context(cfg, req: dict[str, Any], timeout: float = TIMEOUT) -> dict[str, Any]:
+    async def apply(box, req: dict[str, Any]) -> dict[str, Any]:
+        # No daemon listening: apply the change to the buffer file directly (we hold its lock, so
+        # a daemon starting meanwhile waits for us rather than racing us).
+        from gateway.daemon import Gateway
 
-    async with Outbox(cfg.buffer) as box:
         gw = Gateway(cfg, box, await box.contexts())
         writer = asyncio.create_task(box.run())
         try:
@@ -319,6 +434,8 @@ async def _context(cfg, req: dict[str, Any]) -> dict[str, Any]:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
+
+    return await ask_or_open(cfg, req, timeout, apply)
 
 
 def cmd_reload(args) -> int:

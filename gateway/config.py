@@ -132,6 +132,17 @@ class BufferConfig(Strict):
     synchronous: Literal["full", "normal"] = Field(
         default="full", description="SQLite synchronous mode: full survives a power cut; normal may lose the last commits."
     )
+    dead_letter_max_rows: int = Field(
+        default=10_000,
+        ge=1,
+        description="Dead letters (records the broker or the encoder refused for good) kept in the buffer file; past this "
+        "or dead_letter_max_bytes the oldest are pruned and counted as dead_letter_pruned. Apart from max_rows.",
+    )
+    dead_letter_max_bytes: int = Field(
+        default=64 * 1024**2,
+        ge=1024 * 1024,
+        description="Payload bytes of dead letters kept in the buffer file (on top of max_bytes); past this the oldest are pruned.",
+    )
 
 
 class ControlConfig(Strict):

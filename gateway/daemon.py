@@ -17,7 +17,7 @@ from typing import Any
 
 import structlog
 
-from gateway import commands, control, logs
+from gateway import commands, control, deadletter, logs
 from gateway import config as config_mod
 from gateway import reload as reload_mod
 from gateway.config import Config
@@ -114,6 +114,8 @@ class Gateway:
                 log.warning("command_rejected", source="cli", actor=peer.actor, reason=exc.reason, error=str(exc))
                 return {"ok": False, "error": str(exc), "code": exc.reason}
             return await self.change(r.station, r.change("cli", peer.actor))
+        if cmd == "dead_letter":
+            return await deadletter.handle(self.outbox, req)
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
     def poll_periods(self) -> dict[str, dict]:
@@ -142,6 +144,8 @@ class Gateway:
                 "oldest_unsent_age": round(time.time() - oldest, 3) if oldest else None,
                 "pending_commit": self.outbox.pending(),
                 "disk_free": _disk_free(self.cfg.buffer.path),
+                "dead_letter_rows": st.dead_rows,
+                "dead_letter_bytes": st.dead_bytes,
             },
             "counters": {"read": self.pipeline.read, "buffered": st.counters["captured"], **st.counters, "internal_errors": self.pipeline.internal_errors},
             "broker": self.publisher.to_json(),

@@ -212,7 +212,10 @@ class Publisher:
                     attempt = 0
                     # aiomqtt warns on every publish beyond this many pending; we bound in-flight ourselves.
                     client.pending_calls_threshold = 1 << 30
-                    await self._session(client)
+                    try:
+                        await self._session(client)
+                    finally:
+                        self.outbox.abandon()  # nothing of this connection awaits a PUBACK any more
             except aiomqtt.MqttError as exc:
                 self._set("disconnected", explain(exc, self.mqtt))
                 if asyncio.current_task().cancelling():

@@ -1,0 +1,249 @@
+"""Dead letters: records the broker or the encoder refused for good, kept in the buffer file with
+the reason, and `shopfloor-gateway dead-letter list|show|requeue|purge`.
+
+The running daemon is the only writer of the buffer file, so with a daemon the command goes through
+its control socket (`{"cmd": "dead_letter", "action": …}`, answered by `handle` on the daemon's
+outbox); without one the command opens the file itself, under the buffer's lock. Requeued records
+go back into the outbox under new seqs (their old seq never reached a consumer) and are sent again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from gateway.outbox import Outbox, _Plan
+from gateway.record import with_seq
+
+CUT = 72  # characters of a topic or reason shown by `list`
+SHOW_MAX = 256 * 1024  # payload bytes `show` returns: an answer on the control socket is one line of at most 1 MiB
+LIST_MAX = 10_000
+ACTIONS = ("list", "show", "requeue", "purge")
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Which dead letters: a seq range, a reason (substring, any case), an age."""
+
+    first: int | None = None
+    last: int | None = None
+    reason: str | None = None
+    older_than: float | None = None  # seconds
+
+    @classmethod
+    def of(cls, req: dict[str, Any]) -> Filter:
+        for key in ("first", "last"):
+            if req.get(key) is not None and not (isinstance(req[key], int) and not isinstance(req[key], bool)):
+                raise ValueError(f"{key} must be an integer seq")
+        if req.get("reason") is not None and not isinstance(req["reason"], str):
+            raise ValueError("reason must be a string")
+        age = req.get("older_than")
+        if age is not None and (not isinstance(age, int | float) or isinstance(age, bool) or age < 0):
+            raise ValueError("older_than must be a number of seconds >= 0")
+        return cls(req.get("first"), req.get("last"), req.get("reason"), age)
+
+    @property
+    def empty(self) -> bool:
+        return self == Filter()
+
+    def where(self, now: float) -> tuple[str, list[Any]]:
+        terms, args = ["1"], []
+        if self.first is not None:
+            terms.append("seq >= ?")
+            args.append(self.first)
+        if self.last is not None:
+            terms.append("seq <= ?")
+            args.append(self.last)
+        if self.reason:
+            terms.append("instr(lower(reason), lower(?)) > 0")
+            args.append(self.reason)
+        if self.older_than is not None:
+            terms.append("at <= ?")
+            args.append(now - self.older_than)
+        return " AND ".join(terms), args
+
+
+def cut(text: str, n: int = CUT) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def listing(conn: sqlite3.Connection, f: Filter, limit: int) -> dict[str, Any]:
+    where, args = f.where(time.time())
+    total = conn.execute(f"SELECT count(*) FROM dead_letter WHERE {where}", args).fetchone()[0]
+    rows = conn.execute(
+        f"SELECT seq, at, topic, reason, length(payload) FROM dead_letter WHERE {where} ORDER BY seq LIMIT ?", [*args, limit]
+    ).fetchall()
+    items = [{"seq": s, "at": at, "topic": cut(t), "reason": cut(r), "bytes": n} for s, at, t, r, n in rows]
+    return {"ok": True, "total": total, "dead_letters": items}
+
+
+def record(conn: sqlite3.Connection, seq: int) -> dict[str, Any]:
+    row = conn.execute("SELECT topic, reason, at, protected, substr(payload, 1, ?), length(payload) FROM dead_letter WHERE seq = ?", (SHOW_MAX, seq)).fetchone()
+    if row is None:
+        return {"ok": False, "error": f"no dead letter with seq {seq}"}
+    topic, reason, at, protected, head, size = row
+    body = with_seq(seq, bytes(head)) if size <= SHOW_MAX else bytes(head)
+    return {
+        "ok": True,
+        "dead_letter": {"seq": seq, "at": at, "topic": topic, "reason": reason, "protected": bool(protected), "bytes": size},
+        "record": body.decode("utf-8", "replace"),
+        "truncated": size > SHOW_MAX,
+    }
+
+
+def requeue(f: Filter):
+    """The outbox transaction (see Outbox.revise) that moves matching dead letters back, oldest first."""
+
+    def stage(conn: sqlite3.Connection, p: _Plan) -> int:
+        now = time.time()
+        where, args = f.where(now)
+        n, size = conn.execute(f"SELECT count(*), coalesce(sum(length(payload)), 0) FROM dead_letter WHERE {where}", args).fetchone()
+        if n:
+            conn.execute(
+                f"INSERT INTO outbox(topic, payload, protected, at) SELECT topic, payload, protected, ? FROM dead_letter WHERE {where} ORDER BY seq",
+                [now, *args],
+            )
+            conn.execute(f"DELETE FROM dead_letter WHERE {where}", args)
+        p.n_rows += n
+        p.n_bytes += size
+        p.d_rows -= n
+        p.d_bytes -= size
+        p.counters["requeued"] += n
+        p.inserted = [None] * n  # rows the publisher must fetch from the file
+        return n
+
+    return stage
+
+
+def purge(f: Filter):
+    def stage(conn: sqlite3.Connection, p: _Plan) -> int:
+        where, args = f.where(time.time())
+        gone = conn.execute(f"DELETE FROM dead_letter WHERE {where} RETURNING length(payload)", args).fetchall()
+        p.d_rows -= len(gone)
+        p.d_bytes -= sum(g[0] for g in gone)
+        p.counters["dead_letter_purged"] += len(gone)
+        return len(gone)
+
+    return stage
+
+
+async def handle(box: Outbox, req: dict[str, Any]) -> dict[str, Any]:
+    """Answer one `dead_letter` control request against `box` (the daemon's outbox, or one the CLI opened)."""
+    action = req.get("action")
+    try:
+        f = Filter.of(req)
+        if action == "list":
+            limit = req.get("limit", 50)
+            if not isinstance(limit, int) or not 1 <= limit <= LIST_MAX:
+                raise ValueError(f"limit must be an integer from 1 to {LIST_MAX}")
+            return await box.read(lambda conn: listing(conn, f, limit))
+        if action == "show":
+            seq = req.get("seq")
+            if not isinstance(seq, int) or isinstance(seq, bool):
+                raise ValueError("seq must be an integer")
+            return await box.read(lambda conn: record(conn, seq))
+        if action in ("requeue", "purge"):
+            if f.empty and not req.get("all"):
+                raise ValueError(f"{action}: give --first/--last, --reason, --older-than or --all")
+            n = await box.revise((requeue if action == "requeue" else purge)(f))
+            return {"ok": True, action + "d": n}
+    except ValueError as exc:
+        return {"ok": False, "error": str(exc)}
+    return {"ok": False, "error": f"action must be one of {', '.join(ACTIONS)}, got {action!r}"}
+
+
+# -- command line ---------------------------------------------------------------------------------
+
+
+def add_parser(sub: argparse._SubParsersAction, commands: dict, with_config) -> None:
+    dl = sub.add_parser("dead-letter", help="list, show, requeue or purge records the broker or the encoder refused")
+    dsub = dl.add_subparsers(dest="action", required=True)
+    for name, text in (
+        ("list", "seq, time, topic and reason of each dead letter"),
+        ("show", "one dead letter with its record"),
+        ("requeue", "move dead letters back into the outbox, to be sent again (new seqs)"),
+        ("purge", "delete dead letters for good"),
+    ):
+        sp = dsub.add_parser(name, help=text)
+        with_config(sp)
+        if name == "show":
+            sp.add_argument("seq", type=int)
+        else:
+            sp.add_argument("--first", type=int, help="lowest seq")
+            sp.add_argument("--last", type=int, help="highest seq")
+            sp.add_argument("--reason", help="reason contains this text (any case)")
+            sp.add_argument("--older-than", type=float, metavar="SECONDS", help="dead-lettered at least this long ago")
+        if name in ("requeue", "purge"):
+            sp.add_argument("--all", action="store_true", help="every dead letter (when no filter is given)")
+        if name == "list":
+            sp.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+        if name in ("list", "show"):
+            sp.add_argument("--json", action="store_true", help="print JSON")
+    commands["dead-letter"] = cmd_dead_letter
+
+
+def request_of(args) -> dict[str, Any]:
+    req: dict[str, Any] = {"cmd": "dead_letter", "action": args.action}
+    for key in ("seq", "first", "last", "reason", "older_than", "limit", "all"):
+        if getattr(args, key, None) not in (None, False):
+            req[key] = getattr(args, key)
+    return req
+
+
+def cmd_dead_letter(args) -> int:
+    import asyncio
+
+    from gateway import cli
+    from gateway import config as config_mod
+
+    cfg = config_mod.load(args.config)
+    rsp = asyncio.run(cli.ask_or_open(cfg, request_of(args), args.timeout, handle))
+    if not rsp.get("ok"):
+        print(f"refused: {rsp.get('error')}", file=sys.stderr)
+        return cli.EX_FAIL
+    if getattr(args, "json", False):
+        print(json.dumps({k: v for k, v in rsp.items() if k != "ok"}, indent=2))
+    elif args.action == "list":
+        print(render_list(rsp))
+    elif args.action == "show":
+        print(render_show(rsp))
+    else:
+        done = rsp[args.action + "d"]
+        print(f"{args.action}d {done} dead letter{'s' if done != 1 else ''}")
+    return cli.EX_OK
+
+
+def _when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def render_list(rsp: dict[str, Any]) -> str:
+    items = rsp["dead_letters"]
+    out = [f"{d['seq']:>20}  {_when(d['at'])}  {d['topic']}  {d['reason']}" for d in items]
+    if rsp["total"] > len(items):
+        out.append(f"({len(items)} of {rsp['total']} shown; --limit, --first/--last or --reason narrow it)")
+    elif not items:
+        out.append("no dead letters")
+    return "\n".join(out)
+
+
+def render_show(rsp: dict[str, Any]) -> str:
+    d = rsp["dead_letter"]
+    out = [f"seq       {d['seq']}", f"at        {_when(d['at'])}", f"topic     {d['topic']}", f"reason    {d['reason']}", f"bytes     {d['bytes']}"]
+    text = rsp["record"]
+    if not rsp["truncated"]:
+        try:
+            text = orjson.dumps(orjson.loads(text), option=orjson.OPT_INDENT_2).decode()
+        except orjson.JSONDecodeError:
+            pass  # shown as stored
+        out.append(f"record\n{text}")
+    else:
+        out.append(f"record (first {SHOW_MAX} of {d['bytes']} bytes, without its seq)\n{text}")
+    return "\n".join(out)
