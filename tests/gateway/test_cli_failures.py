@@ -64,7 +64,7 @@ def test_closed_stdout_in_a_shell_pipeline():
 async def test_an_answer_larger_than_the_control_limit_is_one_line(tmp_path):
     path = write_config(tmp_path, 1, [])
 
-    async def huge(req):
+    async def huge(req, peer):
         return {"ok": True, "blob": "x" * 1_900_000}
 
     async with fake_daemon(path, huge):
@@ -78,7 +78,7 @@ async def test_a_slow_daemon_is_reported_as_such_and_the_buffer_left_alone(tmp_p
     release = asyncio.Event()
     seen = []
 
-    async def slow(req):
+    async def slow(req, peer):
         seen.append(req)
         await release.wait()  # busy: answers only once the test is done
         return {"ok": True, "context": {}}
@@ -94,7 +94,7 @@ async def test_a_slow_daemon_is_reported_as_such_and_the_buffer_left_alone(tmp_p
 
 async def test_no_fallback_to_a_buffer_held_by_a_process_that_does_not_listen(tmp_path):
     path = write_config(tmp_path, 1, [])
-    async def never(req):
+    async def never(req, peer):
         raise AssertionError("not reachable")
 
     async with fake_daemon(path, never) as cfg:
@@ -107,7 +107,7 @@ async def test_no_fallback_to_a_buffer_held_by_a_process_that_does_not_listen(tm
 async def test_an_unreadable_answer_is_one_line(tmp_path):
     path = write_config(tmp_path, 1, [])
 
-    async def closes(req):
+    async def closes(req, peer):
         raise ConnectionResetError("gone")
 
     async with fake_daemon(path, closes):
