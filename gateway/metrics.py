@@ -91,9 +91,14 @@ class GatewayCollector:
         for (device, type_), n in sorted(p.counts.items()):
             read.add_metric([device, type_], n)
         yield read
-        published = CounterMetricFamily(f"{PREFIX}_records_published", "Records acknowledged by the broker (PUBACK).", labels=["device", "type"])
-        dead = CounterMetricFamily(f"{PREFIX}_records_dead_lettered", "Records the broker or the encoder refused for good.", labels=["device", "type"])
-        for fam, counts in ((published, pub.published), (dead, pub.refused_rows)):
+        box = gw.outbox
+        for name, counts, text in (
+            ("records_captured", box.captured_by, "Records committed to the buffer (captured)."),
+            ("records_published", pub.published, "Records acknowledged by the broker (PUBACK)."),
+            ("records_dead_lettered", pub.refused_rows, "Records the broker refused for good."),
+            ("records_discarded", box.discarded_by, "Telemetry discarded by the overflow policy (never scans, RFID reads, alarms, context events)."),
+        ):
+            fam = CounterMetricFamily(f"{PREFIX}_{name}", text + " Since the gateway started.", labels=["device", "type"])
             merged: dict[tuple[str, str], int] = {}
             for topic, n in counts.items():
                 key = topic_labels(topic)
@@ -101,16 +106,14 @@ class GatewayCollector:
             for key, n in sorted(merged.items()):
                 fam.add_metric(list(key), n)
             yield fam
-        c = gw.outbox.stats.counters
-        for name, key, text in (
-            ("records_captured", "captured", "Records committed to the buffer (captured)."),
-            ("records_discarded", "discarded", "Telemetry discarded by the overflow policy (never scans, RFID reads, alarms, context events)."),
-            ("records_dead_lettered_all", "dead_lettered", "Records moved to the dead-letter table, all causes, over the life of the buffer file."),
-            ("buffer_write_errors", "write_errors", "Commits the disk refused (the rows were kept in memory and retried)."),
-        ):
-            fam = CounterMetricFamily(f"{PREFIX}_{name}", text)
-            fam.add_metric([], c.get(key, 0))
-            yield fam
+        # The buffer file's own counters: they last as long as the file, across restarts.
+        lifetime = CounterMetricFamily(
+            f"{PREFIX}_buffer_records", "Records by outcome over the life of the buffer file (captured, published, discarded, "
+            "dead_lettered, shed, requeued …), and commits the disk refused (write_errors).", labels=["outcome"],
+        )
+        for outcome, n in sorted(box.stats.counters.items()):
+            lifetime.add_metric([outcome], n)
+        yield lifetime
         internal = CounterMetricFamily(f"{PREFIX}_internal_errors", "Readings captured as internal_error after a stage failed.")
         internal.add_metric([], p.internal_errors)
         yield internal

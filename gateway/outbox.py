@@ -48,7 +48,7 @@ import fcntl
 import os
 import sqlite3
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,6 +131,9 @@ class Outbox:
         self.cfg = cfg
         self.db: aiosqlite.Connection | None = None
         self.stats = Stats()
+        # Per topic, since this process started (for /metrics; the file's counters are gateway-wide).
+        self.captured_by: Counter[str] = Counter()
+        self.discarded_by: Counter[str] = Counter()
         self.lock = asyncio.Lock()  # one transaction at a time; a fetch never sees a half-written one
         self._writer = asyncio.Lock()  # one flush at a time, each in one or more transactions
         self.new_rows = asyncio.Event()  # set after a commit that inserted rows
@@ -439,6 +442,9 @@ class Outbox:
         st = self.stats
         before = st.dead_rows, st.dead_bytes
         st.rows, st.bytes, st.dead_rows, st.dead_bytes, st.counters = plan.n_rows, plan.n_bytes, plan.d_rows, plan.d_bytes, plan.counters
+        self.captured_by.update(plan.captured_by)
+        if plan.discarded_by:
+            self.discarded_by.update(plan.discarded_by)
         self._follow(plan)
         c = self.cfg
         self._overflow.note(plan.discarded, st.rows < 0.9 * c.max_rows and st.bytes < 0.9 * c.max_bytes, policy=c.overflow, rows=st.rows, max_rows=c.max_rows, bytes=st.bytes, max_bytes=c.max_bytes)
@@ -623,6 +629,8 @@ class _Plan:
     pruned: int = 0
     inserted: list[Row] = field(default_factory=list)
     last_seq: int | None = None
+    captured_by: Counter = field(default_factory=Counter)
+    discarded_by: Counter = field(default_factory=Counter)
 
 
 def _chunk(rows: list[Row], most: int) -> int:
@@ -684,6 +692,7 @@ def _stage(conn: sqlite3.Connection, p: _Plan) -> None:
     # Captured: every row that reached this commit, inserted or discarded by the policy in it (the
     # count of those is committed in `discards`).
     c["captured"] += len(p.rows)
+    p.captured_by.update(r.topic for r in p.rows)
     for station, state in p.context.items():
         conn.execute("INSERT OR REPLACE INTO context(station, state) VALUES (?, ?)", (station, state))
     c["discarded"] += p.discarded
@@ -737,9 +746,10 @@ def _make_room(conn: sqlite3.Connection, p: _Plan) -> list[Row]:
                 want = max(want, over_bytes * p.n_rows // max(p.n_bytes, 1) + 1)
             gone = conn.execute(
                 "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox WHERE protected = 0 AND (seq < ? OR seq > ?) "
-                "ORDER BY seq LIMIT ?) RETURNING seq, length(payload)",
+                "ORDER BY seq LIMIT ?) RETURNING seq, length(payload), topic",
                 (lo, hi, want),
             ).fetchall()
+            p.discarded_by.update(g[2] for g in gone)
             if not gone:
                 break
             seqs = [g[0] for g in gone]
@@ -766,6 +776,7 @@ def _make_room(conn: sqlite3.Connection, p: _Plan) -> list[Row]:
                 over_bytes -= len(rows[i].payload)
         if drop:
             p.discarded += len(drop)
+            p.discarded_by.update(rows[i].topic for i in drop)
             conn.execute(
                 "INSERT INTO discards(first_seq, last_seq, count, policy, at) VALUES (NULL, NULL, ?, ?, ?)",
                 (len(drop), cfg.overflow, now),

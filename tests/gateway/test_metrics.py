@@ -62,6 +62,8 @@ async def test_metrics_lint_clean_and_count_what_happens(tmp_path, broker):
     assert lint.returncode == 0, lint.stdout + lint.stderr
     assert value(text, "shopfloor_readings_read_total", device="oven", type="telemetry") > 0
     assert value(text, "shopfloor_records_published_total", device="oven", type="telemetry") > 0
+    assert value(text, "shopfloor_records_captured_total", device="oven", type="telemetry") >= value(text, "shopfloor_records_published_total", device="oven", type="telemetry")
+    assert value(text, "shopfloor_buffer_records_total", outcome="captured") > 0
     assert value(text, "shopfloor_device_state", device="oven", kind="synthetic", state="connected") == 1
     assert value(text, "shopfloor_device_crashes_total", device="press") >= 1
     assert value(text, "shopfloor_broker_up") == 1
