@@ -88,8 +88,9 @@ class GatewayCollector:
     def _readings(self, gw: Gateway) -> Iterator[Metric]:
         p, pub = gw.pipeline, gw.publisher
         read = CounterMetricFamily(f"{PREFIX}_readings_read", "Readings taken from devices.", labels=["device", "type"])
-        for (device, type_), n in sorted(p.counts.items()):
-            read.add_metric([device, type_], n)
+        for h in gw.health.values():
+            for type_, n in sorted(p.type_counts(h.device, h.readings).items()):
+                read.add_metric([h.device, type_], n)
         yield read
         box = gw.outbox
         for name, counts, text in (

@@ -50,6 +50,7 @@ import sqlite3
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
+from operator import attrgetter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -426,7 +427,8 @@ class Outbox:
 
     def _plan(self, rows=(), context=None, acks=(), dead=()) -> _Plan:
         st = self.stats
-        return _Plan(list(rows), context or {}, list(acks), list(dead), st.rows, st.bytes, st.dead_rows, st.dead_bytes, dict(st.counters), self.cfg, self._busy)
+        rows = list(rows)
+        return _Plan(rows, context or {}, list(acks), list(dead), st.rows, st.bytes, st.dead_rows, st.dead_bytes, dict(st.counters), self.cfg, self._busy, _size(rows))
 
     async def _commit(self, plan: _Plan, stage: Callable[[sqlite3.Connection, _Plan], Any]) -> Any:
         """Run `stage` and commit it with the counters, as one transaction; the caller holds the lock."""
@@ -625,6 +627,7 @@ class _Plan:
     counters: dict[str, int]
     cfg: BufferConfig
     busy: Callable[[], tuple[int, int]]
+    rows_bytes: int  # payload bytes of `rows`
     discarded: int = 0
     pruned: int = 0
     inserted: list[Row] = field(default_factory=list)
@@ -633,8 +636,19 @@ class _Plan:
     discarded_by: Counter = field(default_factory=Counter)
 
 
+_payload = attrgetter("payload")
+_topic = attrgetter("topic")
+
+
+def _size(rows: list[Row]) -> int:
+    """Payload bytes of `rows`, summed without a Python-level loop (this runs for every commit)."""
+    return sum(map(len, map(_payload, rows)))
+
+
 def _chunk(rows: list[Row], most: int) -> int:
     """How many of `rows` go into one transaction: at most `most` rows and CHUNK_BYTES (at least one)."""
+    if _size(rows[:most]) <= CHUNK_BYTES:
+        return min(len(rows), most)
     size = 0
     for i, r in enumerate(rows[:most]):
         size += len(r.payload)
@@ -688,11 +702,11 @@ def _stage(conn: sqlite3.Connection, p: _Plan) -> None:
         # One writer, one transaction: the rows got consecutive seqs ending here.
         p.last_seq = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
         p.n_rows += len(rows)
-        p.n_bytes += sum(len(r.payload) for r in rows)
+        p.n_bytes += p.rows_bytes if rows is p.rows else _size(rows)
     # Captured: every row that reached this commit, inserted or discarded by the policy in it (the
     # count of those is committed in `discards`).
     c["captured"] += len(p.rows)
-    p.captured_by.update(r.topic for r in p.rows)
+    p.captured_by.update(map(_topic, p.rows))
     for station, state in p.context.items():
         conn.execute("INSERT OR REPLACE INTO context(station, state) VALUES (?, ?)", (station, state))
     c["discarded"] += p.discarded
@@ -733,7 +747,7 @@ def _make_room(conn: sqlite3.Connection, p: _Plan) -> list[Row]:
     rows = p.rows
     cfg = p.cfg
     over_rows = p.n_rows + len(rows) - cfg.max_rows
-    over_bytes = p.n_bytes + sum(len(r.payload) for r in rows) - cfg.max_bytes
+    over_bytes = p.n_bytes + p.rows_bytes - cfg.max_bytes
     if over_rows <= 0 and over_bytes <= 0:
         return rows
     now = time.time()

@@ -42,7 +42,7 @@ class Pipeline:
             state = (saved or {}).get(s.name)
             self.contexts[s.name] = Context.from_json(state) if state else Context(s.name)
         self.read = 0
-        self.counts: Counter[tuple[str, str]] = Counter()  # readings per (device, type)
+        self.counts: Counter[tuple[str, str]] = Counter()  # readings per (device, type), telemetry aside
         self.scans: Counter[tuple[str, str]] = Counter()  # scan and RFID outcomes per (device, status)
         self.internal_errors = 0
         self.alarms: dict[tuple[str, str, str], dict[str, Any]] = {}  # raised, not yet cleared: (device, tag, alarm)
@@ -73,28 +73,33 @@ class Pipeline:
     def submit(self, origin: Origin, r: Reading) -> tuple[int, dict[str, Any] | None]:
         """Stamp and queue one reading; return (commit ticket, outcome for the device's feedback)."""
         self.read += 1
-        self.counts[origin.device, r.type] += 1
         try:
-            return self._submit(origin, r)
+            outcome = planned = None
+            ctx = self.contexts[origin.station]
+            if r.type is not TELEMETRY:  # the common case pays for no counting: it is the device's readings less these
+                self.counts[origin.device, r.type] += 1
+                if r.type in (SCAN, RFID):
+                    outcome, planned = self._scan_outcome(origin, r, ctx)
+                    self.scans[origin.device, outcome["status"]] += 1
+                    if planned is not None:
+                        ctx = planned[0]
+                elif r.type == ALARM:
+                    self._track_alarm(origin, r)
+            data = encode(stamp(r, origin, ctx, time.time(), outcome))
+            # The context change a scan asks for takes effect only once its record exists: a scan whose
+            # record could not be built is rejected, and then it changed nothing.
+            if planned is not None:
+                self._journal(origin.station, *planned)
+            return self.outbox.put(origin.topic(r.type), data, r.type in PROTECTED, urgent=r.ack is not None), outcome
         except Exception as exc:  # noqa: BLE001 - the capture path's containment boundary (module doc)
             return self._salvage(origin, r, exc)
 
-    def _submit(self, origin: Origin, r: Reading) -> tuple[int, dict[str, Any] | None]:
-        outcome = planned = None
-        ctx = self.contexts[origin.station]
-        if r.type in (SCAN, RFID):
-            outcome, planned = self._scan_outcome(origin, r, ctx)
-            self.scans[origin.device, outcome["status"]] += 1
-            if planned is not None:
-                ctx = planned[0]
-        elif r.type == ALARM:
-            self._track_alarm(origin, r)
-        data = encode(stamp(r, origin, ctx, time.time(), outcome))
-        # The context change a scan asks for takes effect only once its record exists: a scan whose
-        # record could not be built is rejected, and then it changed nothing.
-        if planned is not None:
-            self._journal(origin.station, *planned)
-        return self.outbox.put(origin.topic(r.type), data, r.type in PROTECTED, urgent=r.ack is not None), outcome
+    def type_counts(self, device: str, readings: int) -> dict[str, int]:
+        """Readings of one device per type: `readings` (the supervisor's count) less the other types."""
+        out = {t: n for (d, t), n in self.counts.items() if d == device}
+        if readings - sum(out.values()) > 0:
+            out[TELEMETRY] = readings - sum(out.values())
+        return out
 
     def _track_alarm(self, origin: Origin, r: Reading) -> None:
         f = r.fields or {}
