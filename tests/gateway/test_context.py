@@ -97,3 +97,36 @@ async def test_a_scanned_change_names_the_scanning_device(tmp_path, broker):
     finally:
         sim.unplug()
     assert (up.records[0]["event"], up.records[0]["source"], up.records[0]["actor"]) == ("started", "scan", "scan:scanner1")
+
+
+import pytest  # noqa: E402
+
+from gateway import ids  # noqa: E402
+from gateway.context import MAX_OPERATORS, Change, Context, ContextRefused, apply  # noqa: E402
+
+
+@pytest.mark.parametrize("source", ["scan", "cli", "mes"])
+@pytest.mark.parametrize(
+    "change",
+    [
+        Change("start", "scan", work_order="W" * 300_000),
+        Change("start", "scan", work_order="WO 1"),
+        Change("start", "scan", work_order="WO-1", lot="LOT\x1d42"),
+        Change("start", "scan", work_order="WO-1", operation="¹"),
+        Change("login", "scan", operators=("op-7", "x" * (ids.MAX_LEN + 1))),
+        Change("login", "scan", operators=tuple(f"op-{i}" for i in range(MAX_OPERATORS + 1))),
+    ],
+    ids=["300KB", "space", "control", "superscript", "long_operator", "too_many_operators"],
+)
+def test_every_entry_is_held_to_the_identifier_rules(source, change):
+    """The one place every change passes (scan, CLI, control socket, MQTT): nothing unbounded gets in."""
+    from dataclasses import replace
+
+    with pytest.raises(ContextRefused) as exc:
+        apply(Context("st10"), replace(change, source=source))
+    assert exc.value.code == "invalid_identifier"
+
+
+def test_identifiers_within_the_rules_pass():
+    ctx, _ = apply(Context("st10"), Change("start", "cli", work_order="WO-2024/0042", lot="L_1.2:3", operators=("op-7",)))
+    assert ctx.work_order == "WO-2024/0042" and ids.check("lot", "x" * ids.MAX_LEN)
