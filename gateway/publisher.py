@@ -205,11 +205,11 @@ class Publisher:
     async def run(self) -> None:
         attempt = 0
         while True:
+            connects = self.connects
             try:
                 client = self._client()
                 self.hooks = PahoHooks(client)
                 async with client:
-                    attempt = 0
                     # aiomqtt warns on every publish beyond this many pending; we bound in-flight ourselves.
                     client.pending_calls_threshold = 1 << 30
                     try:
@@ -217,6 +217,8 @@ class Publisher:
                     finally:
                         self.outbox.abandon()  # nothing of this connection awaits a PUBACK any more
             except aiomqtt.MqttError as exc:
+                if self.connects > connects:
+                    attempt = 0  # a session that was up: the next one is tried at once
                 self._set("disconnected", explain(exc, self.mqtt))
                 if asyncio.current_task().cancelling():
                     # A stop request that raced the connection loss was absorbed by the session's
@@ -224,7 +226,8 @@ class Publisher:
                     raise asyncio.CancelledError from None
             except Exception as exc:  # noqa: BLE001 - the sink's containment boundary
                 # A bug here, or a library raising what it never documented, costs a reconnect, not
-                # the capture: the rows stay in the outbox and go out on the next connection.
+                # the capture: the rows stay in the outbox and go out on the next connection. The
+                # backoff keeps growing across crashes: a bug that strikes every session is not a loop.
                 self._crashed(exc)
                 if asyncio.current_task().cancelling():
                     raise asyncio.CancelledError from None
