@@ -73,9 +73,10 @@ def test_cli_without_a_daemon_opens_the_file_under_the_lock(tmp_path):
 
 async def test_requeue_through_a_running_daemon_sends_the_record_again(tmp_path, broker):
     path = write_config(tmp_path, broker.port, [])
-    async with Upstream(broker.port, "t/#") as up, InProcess(path) as gw:
-        box = gw.gw.outbox
+    # The dead letter is made before the daemon runs: its publisher would otherwise race us for the row.
+    async with Outbox(BufferConfig(path=tmp_path / "buffer.db")) as box:
         (s,) = await dead_lettered(box, ["the broker refused the message: PUBACK 0x87"])
+    async with Upstream(broker.port, "t/#") as up, InProcess(path) as gw:
         r = await asyncio.to_thread(cli, "dead-letter", "list", "--json", "-c", str(path))
         assert r.returncode == 0 and [d["seq"] for d in json.loads(r.stdout)["dead_letters"]] == [s]
         r = await asyncio.to_thread(cli, "dead-letter", "requeue", "--first", str(s), "-c", str(path))
