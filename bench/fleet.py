@@ -8,7 +8,9 @@ behind its broker: MQTT 5 shared subscription (`$share/fleet/...`) over two clie
 sessions, dropping duplicates on (gateway_id, seq). Halfway the broker is restarted. At the end the
 gateways are stopped (SIGTERM: they deliver what they hold, within their bound) and every gateway's
 buffer file says how many readings it captured and how many it still holds; lost = captured − held −
-distinct records the consumer got. Prints per-gateway CPU and RSS and the broker's CPU; asserts nothing.
+distinct records a subscription got, for the shared one and for a plain persistent subscription beside
+it (the latter is what the gateways delivered). Prints per-gateway CPU and RSS and the broker's CPU;
+asserts nothing.
 """
 
 from __future__ import annotations
