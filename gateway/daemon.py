@@ -25,7 +25,7 @@ from gateway.context import Change, ContextRefused
 from gateway.errors import BufferError, ConfigError, DriverFatal
 from gateway.notify import notify, watchdog_interval
 from gateway.outbox import Outbox
-from gateway.pipeline import SCAN_KINDS, Pipeline
+from gateway.pipeline import Pipeline
 from gateway.publisher import Publisher, tls_context
 from gateway.supervisor import Health, supervise
 from gateway.ticker import every
@@ -197,10 +197,6 @@ def preflight(cfg: Config) -> None:
         raise ConfigError(problems)
 
 
-# The optional dependency each device kind needs, and the extra that installs it.
-EXTRAS = {"opcua": "opcua", "scanner_evdev": "scanners", "scanner_serial": "scanners", "rfid_serial": "scanners"}
-
-
 def missing_parts(cfg: Config) -> list[str]:
     """Build every enabled device once (constructors open nothing) so that a missing optional
     dependency stops the start with a clear message instead of failing a device later."""
@@ -210,10 +206,10 @@ def missing_parts(cfg: Config) -> list[str]:
             continue
         try:
             d.build()
-            if d.kind in SCAN_KINDS:
+            if d.scan_rules:
                 import gateway.scan.rules  # noqa: F401 - the station's scan rules need biip
         except ImportError as exc:
-            extra = EXTRAS.get(d.kind, "all")
+            extra = d.extra or "all"
             problems.append(f"devices[{i}] ({d.name}): kind {d.kind} needs {exc.name or exc}: pip install 'shopfloor-gateway[{extra}]'")
         except (ConfigError, DriverFatal) as exc:
             problems.append(f"devices[{i}] ({d.name}): {exc}")

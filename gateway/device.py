@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import BaseModel, ConfigDict, Field
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
@@ -17,7 +19,18 @@ class Strict(BaseModel):
 
 
 class DeviceBase(Strict):
-    """Common fields of every entry under `devices:`. Each driver's config extends it with `kind`."""
+    """Common fields of every entry under `devices:`. Each driver's config extends it with `kind`.
+
+    What the core needs to know about a driver is declared here, on its config class (the registry in
+    gateway/registry.py holds the classes, nothing else does): `extra`, the optional dependency set
+    that `build()` needs (named when it is missing); `scan_rules`, whether its readings go through the
+    station's scan rules (scanners, RFID readers). The driver object itself may expose `counters`
+    (a dict of its own event counts, kept by the supervisor across reconnects) and `periods` (achieved
+    poll periods per poll group).
+    """
+
+    extra: ClassVar[str | None] = None
+    scan_rules: ClassVar[bool] = False
 
     name: str = Field(pattern=NAME, description="Unique device name; the topic level and the `device` field of every record.")
     station: str | None = Field(

@@ -27,7 +27,6 @@ from gateway.record import OPTS, SCHEMA, Origin, context_event, context_fields, 
 
 log = structlog.get_logger("gateway.pipeline")
 # Device kinds whose readings go through the station's scan rules (gateway.scan.rules).
-SCAN_KINDS = frozenset({"scanner_serial", "scanner_evdev", "rfid_serial"})
 TYPES = frozenset({TELEMETRY, SCAN, RFID, ALARM})  # what a driver may produce
 Planned = tuple[Context, list[Event]]  # a context change worked out, not yet applied
 INTERNAL_ERROR = {"status": "rejected", "reason_code": "internal_error", "message": "internal error in the gateway; the reading is kept"}
@@ -60,7 +59,7 @@ class Pipeline:
         }
         # Scan rules: one per station that has scanners or RFID readers; lists load here, once, and a
         # station keeps its rules (and their duplicate memory) across reloads.
-        scan_stations = {cfg.station_of(d) for d in cfg.devices if d.kind in SCAN_KINDS} - set(self.rules)
+        scan_stations = {cfg.station_of(d) for d in cfg.devices if d.scan_rules} - set(self.rules)
         if scan_stations:
             from gateway.scan.rules import ScanRules
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -49,6 +49,8 @@ class Security(Strict):
 class OpcUaConfig(DeviceBase):
     """An OPC UA server read through one subscription. A lost session raises NotConnected; the supervisor reconnects
     and `connect()` re-creates the session and every monitored item."""
+
+    extra: ClassVar[str | None] = "opcua"
 
     kind: Literal["opcua"]
     url: str = Field(pattern=r"^opc\.tcp://", description="Endpoint URL, e.g. opc.tcp://10.0.0.5:4840/")

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -11,6 +11,9 @@ from gateway.device import DeviceBase
 class RfidSerialConfig(DeviceBase):
     """An RFID reader on a serial port: a CF-RU / UHFReader288 UHF reader (polled) or an RDM6300-style
     125 kHz badge reader (sends by itself)."""
+
+    extra: ClassVar[str | None] = "scanners"
+    scan_rules: ClassVar[bool] = True
 
     kind: Literal["rfid_serial"]
     protocol: Literal["cfru", "rdm6300"] = Field(description="cfru: UHF EPC tags, polled; rdm6300: 125 kHz badges.")

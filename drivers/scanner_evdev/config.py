@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -10,6 +10,9 @@ from gateway.device import DeviceBase
 
 class ScannerEvdevConfig(DeviceBase):
     """A keyboard-wedge (USB HID keyboard) barcode scanner read through evdev."""
+
+    extra: ClassVar[str | None] = "scanners"
+    scan_rules: ClassVar[bool] = True
 
     kind: Literal["scanner_evdev"]
     path: Path = Field(

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -14,6 +14,9 @@ HONEYWELL_BAD = "\x1b8,"
 
 class ScannerSerialConfig(DeviceBase):
     """A barcode scanner on a serial port (RS-232 or USB-CDC)."""
+
+    extra: ClassVar[str | None] = "scanners"
+    scan_rules: ClassVar[bool] = True
 
     kind: Literal["scanner_serial"]
     port: Path = Field(description="Serial port; prefer the stable /dev/serial/by-id/… path.")
