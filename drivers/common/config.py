@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from gateway.device import Strict
+from gateway.kit import Strict
 
 
 class Limits(Strict):

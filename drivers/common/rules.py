@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from drivers.common.config import Limits, Plausible, TagRules
-from gateway.model import ALARM, Reading
+from gateway.kit import ALARM, Reading
 
 Step = Callable[[Reading], list[Reading]]
 

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from drivers.common.config import TagRules
-from gateway.device import TAG_NAME, DeviceBase, Strict
+from gateway.kit import TAG_NAME, DeviceBase, Strict
 
 
 class TagSettings(TagRules):

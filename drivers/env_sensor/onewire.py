@@ -20,8 +20,7 @@ from collections.abc import AsyncIterator
 
 from drivers.common.rules import Step, chain
 from drivers.env_sensor.config import EnvSensorConfig
-from gateway.model import Reading
-from gateway.ticker import every
+from gateway.kit import Reading, every
 
 LINE1 = re.compile(r"^((?:[0-9a-f]{2} ){9}): crc=([0-9a-f]{2}) (YES|NO)$")
 # w1_therm prints at most 6 digits (-55000..125000); more is not a reading, and int() of thousands

@@ -23,8 +23,7 @@ import serial_asyncio_fast
 
 from drivers.common.rules import Step, chain
 from drivers.env_sensor.config import EnvSensorConfig
-from gateway.errors import NotConnected
-from gateway.model import Reading
+from gateway.kit import NotConnected, Reading
 
 NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from drivers.common.config import Limits, Plausible, TagRules
-from gateway.device import TAG_NAME, DeviceBase, Strict
+from gateway.kit import TAG_NAME, DeviceBase, Strict
 
 Table = Literal["holding", "input", "coil", "discrete"]
 DataType = Literal["int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64", "string", "bit", "bool"]

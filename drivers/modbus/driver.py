@@ -33,9 +33,7 @@ from pymodbus.pdu import ExceptionResponse
 from drivers.common.rules import Step, chain
 from drivers.modbus.codec import Block, decode, plan
 from drivers.modbus.config import ModbusConfig, ModbusRtuConfig, PollGroup
-from gateway.errors import NotConnected
-from gateway.metrics import PERIOD_BUCKETS, Histogram
-from gateway.model import Reading
+from gateway.kit import PERIOD_BUCKETS, Histogram, NotConnected, Reading
 
 logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 

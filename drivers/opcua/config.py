@@ -8,8 +8,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, model_validator
 
 from drivers.common.config import TagRules
-from gateway.device import TAG_NAME, DeviceBase, Strict
-from gateway.errors import DriverFatal
+from gateway.kit import TAG_NAME, DeviceBase, DriverFatal, Strict
 
 
 class Node(TagRules):

@@ -44,8 +44,7 @@ from cryptography.hazmat.primitives import hashes
 from drivers.common.rules import Deadband, Step, chain
 from drivers.opcua.config import Node, OpcUaConfig
 from drivers.opcua.values import plain
-from gateway.errors import DriverFatal, NotConnected
-from gateway.model import Reading
+from gateway.kit import DriverFatal, NotConnected, Reading
 
 logging.getLogger("asyncua").setLevel(logging.CRITICAL)
 

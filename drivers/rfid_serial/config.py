@@ -5,7 +5,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from gateway.device import DeviceBase
+from gateway.kit import DeviceBase
 
 
 class RfidSerialConfig(DeviceBase):

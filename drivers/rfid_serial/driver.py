@@ -23,9 +23,7 @@ import serial_asyncio_fast
 from drivers.rfid_serial import cfru, rdm6300
 from drivers.rfid_serial.config import RfidSerialConfig
 from drivers.rfid_serial.window import Window, Windows
-from gateway.errors import NotConnected
-from gateway.model import RFID, SCAN, Reading
-from gateway.ticker import every
+from gateway.kit import RFID, SCAN, NotConnected, Reading, every
 
 
 class _Serial:

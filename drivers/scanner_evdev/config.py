@@ -5,7 +5,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from gateway.device import DeviceBase
+from gateway.kit import DeviceBase
 
 
 class ScannerEvdevConfig(DeviceBase):
@@ -43,7 +43,7 @@ class ScannerEvdevConfig(DeviceBase):
         try:
             from drivers.scanner_evdev.driver import ScannerEvdev
         except ImportError as exc:
-            from gateway.errors import ConfigError
+            from gateway.kit import ConfigError
 
             raise ConfigError([f"device {self.name}: scanner_evdev needs evdev ({exc.name} missing): pip install shopfloor-gateway[scanners]"]) from None
         return ScannerEvdev(self)

@@ -24,8 +24,7 @@ from evdev.ecodes import LED_CAPSL
 
 from drivers.scanner_evdev.config import ScannerEvdevConfig
 from drivers.scanner_evdev.decoder import Result, WedgeDecoder
-from gateway.errors import DriverFatal, NotConnected
-from gateway.model import SCAN, Reading
+from gateway.kit import SCAN, DriverFatal, NotConnected, Reading
 
 
 def _open(path: str):

@@ -5,7 +5,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from gateway.device import DeviceBase
+from gateway.kit import DeviceBase
 
 # Honeywell host-ACK mode (Xenon/Granit/Voyager): ESC 7 , = good read accepted, ESC 8 , = error.
 HONEYWELL_GOOD = "\x1b7,"

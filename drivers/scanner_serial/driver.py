@@ -22,10 +22,7 @@ import serial_asyncio_fast
 
 from drivers.scanner_serial.config import ScannerSerialConfig
 from drivers.scanner_serial.framing import Frame, Framer
-from gateway.errors import NotConnected
-from gateway.model import SCAN, Reading
-from gateway.scan.decode import text_of
-from gateway.scan.feedback import Feedback, Outcome, fanout, tone
+from gateway.kit import SCAN, Feedback, NotConnected, Outcome, Reading, fanout, text_of, tone
 
 READ_SIZE = 4096
 

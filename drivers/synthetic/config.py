@@ -4,7 +4,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from gateway.device import DeviceBase
+from gateway.kit import DeviceBase
 
 
 class SyntheticConfig(DeviceBase):

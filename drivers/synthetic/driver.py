@@ -6,8 +6,7 @@ import time
 from collections.abc import AsyncIterator
 
 from drivers.synthetic.config import SyntheticConfig
-from gateway.model import Reading
-from gateway.ticker import every
+from gateway.kit import Reading, every
 
 TICK = 0.01  # finest pacing; higher rates emit several readings per tick, like a PLC poll
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from gateway.kit.text import text_of
 from gateway.scan import aim as aimmod
 from gateway.scan import epc, gs1
 from gateway.scan.config import Patterns, ScanSettings
@@ -24,11 +25,6 @@ CACHE = 8192
 SOFT = frozenset({"missing_gs", "separator_substituted"})
 _EPC_HEX = re.compile(r"[0-9A-Fa-f]{24,}")
 CACHED = 512  # longer texts are decoded without the cache: a flood of garbage must not fill memory
-
-
-def text_of(raw: bytes) -> str:
-    """Scanner bytes as text: CP1252, as scanners emit (never fails: undefined bytes map to U+FFFD)."""
-    return raw.decode("cp1252", errors="replace")
 
 
 def normalize_badge(value: str) -> str:
