@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from bisect import bisect_left
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
@@ -24,33 +23,6 @@ STATES = ("starting", "connected", "down", "failed", "crashed", "finished")
 BROKER_STATES = ("starting", "connected", "disconnected", "crashed")
 SCAN_STATUSES = ("accepted", "warning", "rejected", "duplicate", "unassigned")
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
-PERIOD_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
-
-
-class Histogram:
-    """Cumulative buckets kept cheaply on the hot path; exported as a Prometheus histogram."""
-
-    __slots__ = ("bounds", "counts", "sum")
-
-    def __init__(self, bounds: Iterable[float]):
-        self.bounds = tuple(bounds)
-        self.counts = [0] * (len(self.bounds) + 1)
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1
-        self.sum += value
-
-    def buckets(self) -> list[tuple[str, int]]:
-        out, total = [], 0
-        for bound, n in zip((*map(_float, self.bounds), "+Inf"), self.counts, strict=True):
-            total += n
-            out.append((bound, total))
-        return out
-
-
-def _float(x: float) -> str:
-    return repr(float(x))
 
 
 def topic_labels(topic: str) -> tuple[str, str]:

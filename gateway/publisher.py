@@ -45,7 +45,8 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from gateway.commands import Incoming, Reply
 from gateway.config import Config
-from gateway.metrics import LATENCY_BUCKETS, Histogram
+from gateway.kit.histogram import Histogram
+from gateway.metrics import LATENCY_BUCKETS
 from gateway.outbox import Outbox
 from gateway.record import with_seq
 from gateway.supervisor import backoff
