@@ -18,7 +18,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.commands import Commands, Guard, Incoming, sign  # noqa: E402
+from gateway.station.commands import Commands, Guard, Incoming, sign  # noqa: E402
 
 BASE = "shopfloor/plant1/assembly/line1"
 TOPIC = f"{BASE}/st10/cmd/context"

@@ -28,7 +28,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gateway import control  # noqa: E402
+from gateway.ops import control  # noqa: E402
 from tests.conftest import Broker  # noqa: E402
 
 WARMUP = 3.0  # seconds before the measured window: connect, subscribe, first polls

@@ -29,10 +29,10 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gateway import control  # noqa: E402
-from gateway.context import Context  # noqa: E402
+from gateway.ops import control  # noqa: E402
+from gateway.capture.record import Origin, encode, stamp  # noqa: E402
 from gateway.model import Reading  # noqa: E402
-from gateway.record import Origin, encode, stamp  # noqa: E402
+from gateway.station.context import Context  # noqa: E402
 from simulators.broker import Broker  # noqa: E402
 
 

@@ -20,11 +20,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.context import Change, Context, apply  # noqa: E402
 from gateway.model import SCAN, Reading  # noqa: E402
-from gateway.scan.config import ScanSettings  # noqa: E402
-from gateway.scan.decode import Decoder  # noqa: E402
-from gateway.scan.rules import ScanRules  # noqa: E402
+from gateway.station.context import Change, Context, apply  # noqa: E402
+from gateway.station.scan.config import ScanSettings  # noqa: E402
+from gateway.station.scan.decode import Decoder  # noqa: E402
+from gateway.station.scan.rules import ScanRules  # noqa: E402
 
 G = "0109501101020917"
 

@@ -20,7 +20,7 @@ from pydantic import (
 from gateway.device import NAME, RESERVED_NAMES, Strict
 from gateway.errors import ConfigError
 from gateway.registry import DeviceConfig
-from gateway.scan.config import ScanSettings
+from gateway.station.scan.config import ScanSettings
 
 TOPIC_LEVEL = r"^[^/#+\s]{1,64}$"
 

@@ -17,19 +17,21 @@ from typing import Any
 
 import structlog
 
-from gateway import commands, control, deadletter, logs
 from gateway import config as config_mod
-from gateway import reload as reload_mod
+from gateway.capture import deadletter
+from gateway.capture.outbox import Outbox
+from gateway.capture.pipeline import Pipeline
+from gateway.capture.supervisor import Health, supervise
 from gateway.config import Config
-from gateway.context import Change, ContextRefused
 from gateway.errors import BufferError, ConfigError, DriverFatal
-from gateway.notify import notify, watchdog_interval
-from gateway.outbox import Outbox
-from gateway.pipeline import Pipeline
-from gateway.publisher import Publisher, tls_context
-from gateway.supervisor import Health, supervise
+from gateway.northbound.mqtt import Publisher, tls_context
+from gateway.ops import control, logs
+from gateway.ops import reload as reload_mod
+from gateway.ops.notify import notify, watchdog_interval
+from gateway.ops.version import VERSION
+from gateway.station import commands
+from gateway.station.context import Change, ContextRefused
 from gateway.ticker import every
-from gateway.version import VERSION
 
 log = structlog.get_logger("gateway")
 DRAIN_SECONDS = 5.0
@@ -207,7 +209,7 @@ def missing_parts(cfg: Config) -> list[str]:
         try:
             d.build()
             if d.scan_rules:
-                import gateway.scan.rules  # noqa: F401 - the station's scan rules need biip
+                import gateway.station.scan.rules  # noqa: F401 - the station's scan rules need biip
         except ImportError as exc:
             extra = d.extra or "all"
             problems.append(f"devices[{i}] ({d.name}): kind {d.kind} needs {exc.name or exc}: pip install 'shopfloor-gateway[{extra}]'")
@@ -274,7 +276,7 @@ async def _serve(cfg: Config, outbox: Outbox, stop: asyncio.Event, started, sour
         wd = tg.create_task(_watchdog(gw.summary))
         others = [publisher, ctl, wd, writer, tg.create_task(_on_hup(gw, hup)), tg.create_task(_sample(gw))]
         if cfg.http is not None:
-            from gateway import http
+            from gateway.ops import http
 
             others.append(tg.create_task(http.serve(cfg.http, gw)))
         try:

@@ -18,8 +18,6 @@ from pathlib import Path
 from simulators.run import free_port, wait_port
 
 
-
-
 def executable() -> str:
     exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not Path(exe).exists():

@@ -19,7 +19,8 @@ import pytest
 import yaml
 
 from gateway import config as config_mod
-from gateway import control, daemon
+from gateway import daemon
+from gateway.ops import control
 from simulators.broker import Broker, free_port, wait_port  # noqa: F401 - re-exported for tests
 
 ROOT = Path(__file__).resolve().parent.parent

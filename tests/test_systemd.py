@@ -49,8 +49,8 @@ def test_unit_verifies(tmp_path):
 
 def test_unit_matches_the_code():
     """The unit and the code agree on exit status, state directory and credential name."""
-    from gateway import cli
     from gateway.config import BufferConfig
+    from gateway.ops import cli
 
     text = UNIT.read_text()
     assert f"RestartPreventExitStatus={cli.EX_CONFIG}" in text
@@ -156,7 +156,7 @@ MDWE_WRAPPER = (
     "    sys.exit(99)\n"
     "os.execv(sys.argv[1], sys.argv[1:])\n"
 )
-IMPORTS = "import asyncua, evdev, pymodbus.client, serial_asyncio_fast, biip, cryptography.x509, orjson, pydantic, aiosqlite, aiomqtt, gateway.cli"
+IMPORTS = "import asyncua, evdev, pymodbus.client, serial_asyncio_fast, biip, cryptography.x509, orjson, pydantic, aiosqlite, aiomqtt, gateway.ops.cli"
 PROBE = IMPORTS + "\nimport mmap\ntry:\n    mmap.mmap(-1, 4096, prot=7)\nexcept PermissionError:\n    print('refused')\n"
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 from gateway.device import TAG_NAME, DeviceBase, Strict
 from gateway.errors import BackOff, ConfigError, DriverFatal, NotConnected
 from gateway.kit.feedback import Feedback, Outcome, fanout, tone
-from gateway.kit.text import text_of
 from gateway.kit.histogram import PERIOD_BUCKETS, Histogram
+from gateway.kit.text import text_of
 from gateway.model import ALARM, RFID, SCAN, TELEMETRY, Quality, Reading
 from gateway.ticker import every
 

@@ -1,4 +1,4 @@
-"""Histograms kept cheaply on a hot path (a poll loop, every PUBACK), exported by gateway.metrics."""
+"""Histograms kept cheaply on a hot path (a poll loop, every PUBACK), exported by gateway.ops.metrics."""
 
 from __future__ import annotations
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gateway import samples
 from gateway.config import Config, load
 from gateway.errors import ConfigError
+from gateway.ops import samples
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "config").glob("*.yaml"))

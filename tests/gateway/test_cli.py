@@ -60,7 +60,7 @@ def test_context_and_status_without_a_running_gateway(tmp_path):
 def test_context_arguments_are_checked_before_anything_is_touched(tmp_path):
     path = write_config(tmp_path, 1, [])
     # The argument list is made in the process: 300 KB is more than one exec argument may hold (128 KiB).
-    code = f"import sys; from gateway.cli import main; sys.exit(main(['context', 'set', '-c', {str(path)!r}, '--work-order', 'W' * 300_000]))"
+    code = f"import sys; from gateway.ops.cli import main; sys.exit(main(['context', 'set', '-c', {str(path)!r}, '--work-order', 'W' * 300_000]))"
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and r.stderr == "refused: --work-order: is 300000 characters long; at most 64 are allowed\n"
     assert not (tmp_path / "buffer.db").exists()

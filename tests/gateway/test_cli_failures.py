@@ -11,8 +11,8 @@ import stat
 import subprocess
 import sys
 
-from gateway import control
-from gateway.outbox import take_lock
+from gateway.capture.outbox import take_lock
+from gateway.ops import control
 from tests.conftest import InProcess, write_config
 from tests.gateway.test_cli import ROOT, cli
 

@@ -13,8 +13,9 @@ import orjson
 import pytest
 import yaml
 
-from gateway import config, samples
-from gateway.version import VERSION
+from gateway import config
+from gateway.ops import samples
+from gateway.ops.version import VERSION
 from simulators.modbus import ModbusSim
 from tests.conftest import write_config
 
@@ -107,6 +108,6 @@ async def test_status_shows_version_uptime_rates_retries_alarms_and_disk(tmp_pat
 
 
 def test_long_values_are_cut():
-    from gateway.cli import cut
+    from gateway.ops.cli import cut
 
     assert cut("x" * 500) == "x" * 79 + "…" and cut("short") == "short"

@@ -16,9 +16,9 @@ import orjson
 import pytest
 from structlog.testing import capture_logs
 
-from gateway import commands, ids
-from gateway.commands import Commands, Guard, Incoming
-from gateway.context import MAX_OPERATORS
+from gateway.station import commands, ids
+from gateway.station.commands import Commands, Guard, Incoming
+from gateway.station.context import MAX_OPERATORS
 from tests.conftest import ROOT, InProcess, Upstream, write_config
 
 BASE = "shopfloor/plant1/assembly/line1"

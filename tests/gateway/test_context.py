@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.context import Change, Context, ContextRefused, apply
+from gateway.station.context import Change, Context, ContextRefused, apply
 
 
 def start(wo, source="cli", **kw):
@@ -101,8 +101,8 @@ async def test_a_scanned_change_names_the_scanning_device(tmp_path, broker):
 
 import pytest  # noqa: E402
 
-from gateway import ids  # noqa: E402
-from gateway.context import MAX_OPERATORS, Change, Context, ContextRefused, apply  # noqa: E402
+from gateway.station import ids  # noqa: E402
+from gateway.station.context import MAX_OPERATORS, Change, Context, ContextRefused, apply  # noqa: E402
 
 
 @pytest.mark.parametrize("source", ["scan", "cli", "mes"])

@@ -11,7 +11,7 @@ import subprocess
 import orjson
 import pytest
 
-from gateway import control
+from gateway.ops import control
 from tests.conftest import InProcess, Upstream, write_config
 
 NOBODY = 65534

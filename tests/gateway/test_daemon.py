@@ -44,7 +44,7 @@ import signal  # noqa: E402
 import time  # noqa: E402
 
 from gateway import daemon  # noqa: E402
-from gateway.publisher import Publisher  # noqa: E402
+from gateway.northbound.mqtt import Publisher  # noqa: E402
 from tests.conftest import InProcess, Process, write_config  # noqa: E402
 from tests.gateway.test_devices_down import Control  # noqa: E402
 

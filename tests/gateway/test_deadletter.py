@@ -6,9 +6,9 @@ import asyncio
 import json
 import sqlite3
 
-from gateway import deadletter
+from gateway.capture import deadletter
+from gateway.capture.outbox import Outbox
 from gateway.config import BufferConfig
-from gateway.outbox import Outbox
 from tests.conftest import InProcess, Upstream, write_config
 from tests.gateway.test_cli import cli
 from tests.gateway.test_outbox_pressure import balance

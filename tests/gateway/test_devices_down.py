@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from gateway import config as config_mod
-from gateway import control
+from gateway.ops import control
 from simulators.modbus import ModbusSim
 from tests.conftest import InProcess, Process, Upstream, write_config
 

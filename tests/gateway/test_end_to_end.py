@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import orjson
-
 import json
 from pathlib import Path
 
 import jsonschema
+import orjson
 
 from tests.conftest import InProcess, Upstream, write_config
 

@@ -9,8 +9,8 @@ import base64
 
 import pytest
 
-from gateway import pipeline as pipeline_mod
-from gateway.scan import rules as rules_mod
+from gateway.capture import pipeline as pipeline_mod
+from gateway.station.scan import rules as rules_mod
 from simulators.scanner import SerialScanner
 from tests.conftest import InProcess, Process, Upstream, write_config
 from tests.gateway.test_devices_down import Control

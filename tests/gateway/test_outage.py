@@ -79,8 +79,8 @@ async def test_sigkill_mid_stream_loses_nothing(tmp_path, broker):
 
 
 async def test_buffer_limit_discards_telemetry_but_never_scans_or_context(tmp_path, broker):
+    from gateway.capture.record import Origin
     from gateway.model import SCAN, Reading
-    from gateway.record import Origin
 
     path = write_config(
         tmp_path,

@@ -7,9 +7,9 @@ import sqlite3
 
 import pytest
 
+from gateway.capture.outbox import Outbox
 from gateway.config import BufferConfig
 from gateway.errors import BufferError
-from gateway.outbox import Outbox
 
 
 def cfg(tmp_path, **kw) -> BufferConfig:

@@ -15,10 +15,10 @@ import threading
 import pytest
 from structlog.testing import capture_logs
 
-from gateway import outbox as outbox_mod
+from gateway.capture import outbox as outbox_mod
+from gateway.capture.outbox import Outbox
 from gateway.config import BufferConfig
 from gateway.errors import BufferError
-from gateway.outbox import Outbox
 from tests.gateway.test_outbox import cfg
 
 BIG = b'"v":"' + b"x" * 3000 + b'"}'

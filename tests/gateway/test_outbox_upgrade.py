@@ -7,8 +7,8 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+from gateway.capture.outbox import Outbox
 from gateway.config import BufferConfig
-from gateway.outbox import Outbox
 from tests.conftest import InProcess, Upstream, write_config
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "buffer-0.1.0.sqlite3"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.publisher import Publisher
+from gateway.northbound.mqtt import Publisher
 from tests.conftest import InProcess, Upstream, write_config
 
 OVEN = {"kind": "synthetic", "name": "oven", "rate": 100, "tags": 1}

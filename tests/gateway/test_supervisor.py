@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+from gateway.capture.outbox import Outbox
+from gateway.capture.supervisor import Health, backoff, supervise
 from gateway.config import BufferConfig
 from gateway.errors import NotConnected
 from gateway.model import Reading
-from gateway.outbox import Outbox
-from gateway.supervisor import Health, backoff, supervise
 from tests.conftest import write_config
 
 
@@ -52,7 +52,7 @@ def test_backoff_doubles_with_jitter_up_to_the_maximum():
 
 async def run_for(tmp_path, driver_cls, seconds: float) -> Health:
     from gateway import config
-    from gateway.pipeline import Pipeline
+    from gateway.capture.pipeline import Pipeline
 
     path = write_config(tmp_path, 1, [{"kind": "synthetic", "name": "dev", "rate": 1, "backoff_initial": 0.01, "backoff_max": 0.32}])
     cfg = config.load(path)

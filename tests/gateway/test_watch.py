@@ -1,6 +1,6 @@
 """The live view prints one readable line per record."""
 
-from gateway.watch import line
+from gateway.ops.watch import line
 from tests.gateway.test_publisher_tls import brokers, pki  # noqa: F401 - fixtures
 
 

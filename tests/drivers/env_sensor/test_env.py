@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from drivers.env_sensor.config import EnvSensorConfig
@@ -10,9 +9,6 @@ from drivers.env_sensor.onewire import crc8, parse_w1_slave
 from drivers.modbus.config import ModbusRtuConfig
 from simulators.env import AsciiSensor, RtuBoard, write_ds18b20
 from tests.drivers.readings import take  # noqa: F401 - used by the tests here
-
-
-
 
 # --- Modbus RTU boards: a profile ----------------------------------------------------------------
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import math
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from drivers.env_sensor.onewire import parse_w1_slave
 from tests.drivers.fuzz import fuzz

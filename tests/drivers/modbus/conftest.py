@@ -1,12 +1,9 @@
 from __future__ import annotations
 
-
 import pytest
 
 from simulators.modbus import ModbusSim
 from tests.drivers.readings import take  # noqa: F401 - used by the tests here
-
-
 
 
 @pytest.fixture

@@ -21,7 +21,8 @@ def test_float32_is_the_shortest_decimal_of_the_same_bits():
 import math  # noqa: E402
 import struct  # noqa: E402
 
-from hypothesis import given, strategies as st  # noqa: E402
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st
 from pymodbus.client.mixin import ModbusClientMixin  # noqa: E402
 
 from drivers.modbus.codec import decode  # noqa: E402

@@ -11,7 +11,6 @@ from drivers.modbus.config import ModbusConfig, ModbusRtuConfig
 from gateway.errors import NotConnected
 from gateway.model import ALARM, TELEMETRY
 from simulators.modbus import ModbusSim
-
 from tests.drivers.readings import take
 
 ORDERS = {"ABCD": ("big", "big"), "CDAB": ("little", "big"), "BADC": ("big", "little"), "DCBA": ("little", "little")}

@@ -7,7 +7,6 @@ import shutil
 
 import pytest
 import pytest_asyncio
-
 from asyncua import ua
 
 from drivers.opcua.config import OpcUaConfig

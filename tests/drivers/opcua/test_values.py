@@ -8,7 +8,8 @@ import uuid
 
 import orjson
 from asyncua import ua
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from drivers.opcua.values import DEPTH, plain
 from tests.drivers.fuzz import fuzz

@@ -1,9 +1,10 @@
 """Scanner framing: the modes, faults kept as errors, and fuzzing: no exception, every byte accounted for,
 the same scans however the stream is cut into reads, work linear in the input."""
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from drivers.scanner_serial.framing import Framer, Frame
+from drivers.scanner_serial.framing import Frame, Framer
 from tests.drivers.fuzz import LONG, cpu_seconds, fuzz
 
 

@@ -2,9 +2,9 @@
 
 import pytest
 
-from gateway.scan.config import ScanSettings
-from gateway.scan.decode import Decoder, decode, normalize_badge
-from gateway.scan.epc import decode as epc_decode
+from gateway.station.scan.config import ScanSettings
+from gateway.station.scan.decode import Decoder, decode, normalize_badge
+from gateway.station.scan.epc import decode as epc_decode
 
 G = "0109501101020917"
 GS = "\x1d"

@@ -10,12 +10,12 @@ import time
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.context import Change, Context, apply
 from gateway.model import SCAN, Reading
-from gateway.scan import aim, epc
-from gateway.scan.decode import KEYS, Decoder
-from gateway.scan.gs1check import valid
-from gateway.scan.rules import ScanRules
+from gateway.station.context import Change, Context, apply
+from gateway.station.scan import aim, epc
+from gateway.station.scan.decode import KEYS, Decoder
+from gateway.station.scan.gs1check import valid
+from gateway.station.scan.rules import ScanRules
 
 FUZZ = settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "300")), derandomize=True, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow])

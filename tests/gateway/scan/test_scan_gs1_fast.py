@@ -6,8 +6,8 @@ from biip import ParseConfig, ParseError
 from biip.gs1_application_identifiers import _GS1_APPLICATION_IDENTIFIERS as AIS
 from biip.gs1_messages import GS1Message
 
-from gateway.scan import gs1
-from gateway.scan.gs1check import check_digit
+from gateway.station.scan import gs1
+from gateway.station.scan.gs1check import check_digit
 
 GS = "\x1d"
 

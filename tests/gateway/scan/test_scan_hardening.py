@@ -3,10 +3,10 @@ Link in upper case, wrong check digits kept out of the fields, duplicates by wha
 
 import pytest
 
-from gateway.context import Change, Context, apply
 from gateway.model import SCAN, Reading
-from gateway.scan.decode import decode
-from gateway.scan.rules import ScanRules
+from gateway.station.context import Change, Context, apply
+from gateway.station.scan.decode import decode
+from gateway.station.scan.rules import ScanRules
 from simulators.scanner import SerialScanner
 from tests.conftest import InProcess, write_config
 

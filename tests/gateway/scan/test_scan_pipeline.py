@@ -178,7 +178,7 @@ async def test_wedge_counters_in_status_survive_reconnects(tmp_path, broker, mon
 
     from drivers.scanner_evdev.config import ScannerEvdevConfig
     from drivers.scanner_evdev.driver import ScannerEvdev
-    from gateway.supervisor import Health
+    from gateway.capture.supervisor import Health
     from simulators.wedge import Devices, Typist
 
     if not hasattr(Health, "adopt"):

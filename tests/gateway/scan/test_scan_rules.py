@@ -4,10 +4,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from gateway.context import Change, Context, ContextRefused, apply
 from gateway.model import RFID, SCAN, Reading
-from gateway.scan.config import ScanSettings
-from gateway.scan.rules import ScanRules
+from gateway.station.context import Change, Context, ContextRefused, apply
+from gateway.station.scan.config import ScanSettings
+from gateway.station.scan.rules import ScanRules
 
 G = "09501101020917"
 OTHER = "05901234123457"

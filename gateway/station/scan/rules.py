@@ -2,7 +2,7 @@
 
 `ScanRules.evaluate(reading, ctx, now)` returns a `Verdict`: the status (accepted, rejected, warning,
 unassigned, duplicate), a reason code, a human message, the context change the scan asks for, and the
-decoded fields for the record. The caller applies the change through `gateway.context.apply`; a
+decoded fields for the record. The caller applies the change through `gateway.station.context.apply`; a
 `ContextRefused` there turns the scan into `rejected` with the refusal's code.
 
 Invariants:
@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from gateway.context import Change, Context
 from gateway.model import RFID, Reading
-from gateway.scan.config import ScanSettings
-from gateway.scan.decode import SOFT, Decoder, identity, text_of
-from gateway.scan.lists import blocked_key, load_blocked, load_bom, norm_item
+from gateway.station.context import Change, Context
+from gateway.station.scan.config import ScanSettings
+from gateway.station.scan.decode import SOFT, Decoder, identity, text_of
+from gateway.station.scan.lists import blocked_key, load_blocked, load_bom, norm_item
 
 Status = Literal["accepted", "rejected", "warning", "unassigned", "duplicate"]
 MATERIAL = frozenset({"gs1", "gtin", "sscc", "epc"})

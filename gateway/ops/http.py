@@ -14,14 +14,14 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from gateway import metrics
-from gateway.version import VERSION
+from gateway.ops import metrics
+from gateway.ops.version import VERSION
 
 if TYPE_CHECKING:
     from gateway.config import HttpConfig
     from gateway.daemon import Gateway
 
-log = structlog.get_logger("gateway.http")
+log = structlog.get_logger("gateway.ops.http")
 
 
 def app(gw: Gateway, token: str | None) -> web.Application:

@@ -19,14 +19,14 @@ from typing import Any
 import orjson
 import structlog
 
+from gateway.capture.outbox import Outbox
+from gateway.capture.record import OPTS, SCHEMA, Origin, context_event, context_fields, encode, stamp, utc
 from gateway.config import Config
-from gateway.context import Change, Context, ContextRefused, Event, apply
 from gateway.model import ALARM, CONTEXT, PROTECTED, RFID, SCAN, TELEMETRY, Reading
-from gateway.outbox import Outbox
-from gateway.record import OPTS, SCHEMA, Origin, context_event, context_fields, encode, stamp, utc
+from gateway.station.context import Change, Context, ContextRefused, Event, apply
 
-log = structlog.get_logger("gateway.pipeline")
-# Device kinds whose readings go through the station's scan rules (gateway.scan.rules).
+log = structlog.get_logger("gateway.capture.pipeline")
+# Device kinds whose readings go through the station's scan rules (gateway.station.scan.rules).
 TYPES = frozenset({TELEMETRY, SCAN, RFID, ALARM})  # what a driver may produce
 Planned = tuple[Context, list[Event]]  # a context change worked out, not yet applied
 INTERNAL_ERROR = {"status": "rejected", "reason_code": "internal_error", "message": "internal error in the gateway; the reading is kept"}
@@ -61,7 +61,7 @@ class Pipeline:
         # station keeps its rules (and their duplicate memory) across reloads.
         scan_stations = {cfg.station_of(d) for d in cfg.devices if d.scan_rules} - set(self.rules)
         if scan_stations:
-            from gateway.scan.rules import ScanRules
+            from gateway.station.scan.rules import ScanRules
 
             self.rules.update({s.name: ScanRules(s.scan) for s in g.stations if s.name in scan_stations})
 
@@ -111,7 +111,7 @@ class Pipeline:
 
     def _salvage(self, origin: Origin, r: Reading, exc: Exception) -> tuple[int, dict[str, Any]]:
         """Capture a reading whose stages failed, from parts that cannot fail themselves."""
-        from gateway.supervisor import describe
+        from gateway.capture.supervisor import describe
 
         self.internal_errors += 1
         key = (origin.device, type(exc).__name__)

@@ -22,10 +22,10 @@ from typing import Any
 
 import structlog
 
+from gateway.capture.pipeline import Pipeline
 from gateway.errors import BackOff, ConfigError, DriverFatal, NotConnected
-from gateway.pipeline import Pipeline
 
-log = structlog.get_logger("gateway.supervisor")
+log = structlog.get_logger("gateway.capture.supervisor")
 
 
 @dataclass
@@ -49,7 +49,7 @@ class Health:
     # plus the live dict of the one running, so the figures survive reconnects.
     totals: Counter = field(default_factory=Counter)
     live: dict[str, int] | None = None
-    # Achieved poll periods per poll group (gateway.metrics.Histogram), for drivers that poll: the
+    # Achieved poll periods per poll group (gateway.ops.metrics.Histogram), for drivers that poll: the
     # device's own dict is handed to each driver built, so the figures last across reconnects.
     periods: dict[str, Any] = field(default_factory=dict)
     retry_at: float | None = None  # when the next attempt starts, while waiting out a backoff

@@ -22,7 +22,7 @@ import uuid
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
-from gateway import ids
+from gateway.station import ids
 
 Source = Literal["scan", "mes", "cli"]
 AUTHORITATIVE = frozenset({"mes", "cli"})

@@ -21,8 +21,8 @@ from biip.gs1_digital_link_uris import _PRIMARY_IDENTIFIER_MAP, GS1DigitalLinkUR
 from biip.gs1_element_strings import _parse_date_and_datetime
 from biip.gs1_messages import GS1Message
 
-from gateway.scan.gs1check import digits as _digits
-from gateway.scan.gs1check import valid as _check_ok
+from gateway.station.scan.gs1check import digits as _digits
+from gateway.station.scan.gs1check import valid as _check_ok
 
 GS = "\x1d"
 # AI → record field. Dates become ISO strings; counts become ints.

@@ -50,8 +50,8 @@ import sqlite3
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable
-from operator import attrgetter
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,7 @@ import structlog
 from gateway.config import BufferConfig
 from gateway.errors import BufferError
 
-log = structlog.get_logger("gateway.outbox")
+log = structlog.get_logger("gateway.capture.outbox")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox(

@@ -19,8 +19,8 @@ from typing import Any
 import orjson
 
 from gateway import config as config_mod
-from gateway import control
 from gateway.errors import BufferError, ConfigError, GatewayError
+from gateway.ops import control
 
 DEFAULT_CONFIG = os.environ.get("SHOPFLOOR_GATEWAY_CONFIG", "/etc/shopfloor-gateway/gateway.yaml")
 EX_OK, EX_FAIL, EX_UNAVAILABLE, EX_SOFTWARE, EX_IOERR, EX_PROTOCOL, EX_CONFIG = 0, 1, 69, 70, 74, 76, 78
@@ -48,7 +48,7 @@ class Unavailable(GatewayError):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from gateway.version import VERSION
+    from gateway.ops.version import VERSION
 
     p = argparse.ArgumentParser(
         prog="shopfloor-gateway",
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = p.parse_args(argv)
     if args.command != "run":
-        from gateway import logs
+        from gateway.ops import logs
 
         logs.setup("info", "auto")  # to stderr: stdout stays clean for JSON output
     try:
@@ -156,24 +156,26 @@ def _quiet_stdout() -> None:
 
 
 def _extend(sub: argparse._SubParsersAction, with_config) -> None:
-    """Subcommands kept in their own modules (and optional parts such as `decode` from gateway.scan)."""
-    from gateway import deadletter, watch
+    """Subcommands kept in their own modules (and optional parts such as `decode` from gateway.station.scan)."""
+    from gateway.capture import deadletter
+    from gateway.ops import watch
 
     watch.add_parser(sub, COMMANDS)
     deadletter.add_parser(sub, COMMANDS, with_config)
     try:
-        from gateway.scan.cli import add_parser
+        from gateway.station.scan.cli import add_parser
     except ImportError:
         return
     add_parser(sub, COMMANDS)
 
 
 def cmd_run(args) -> int:
-    from gateway import daemon, logs
+    from gateway import daemon
+    from gateway.ops import logs
 
     cfg = config_mod.load(args.config)
     if args.once:
-        from gateway import once
+        from gateway.ops import once
 
         logs.setup("warning", cfg.log.format)
         return asyncio.run(once.run(cfg, args.wait))
@@ -189,7 +191,7 @@ def cmd_check(args) -> int:
 
 
 def cmd_config(args) -> int:
-    from gateway import samples
+    from gateway.ops import samples
 
     kinds = samples.kinds()
     if args.what == "kinds":
@@ -272,7 +274,7 @@ async def ask(cfg, req: dict[str, Any], timeout: float = TIMEOUT) -> dict[str, A
 async def opened(cfg):
     """The buffer file opened by this command, with no daemon listening: under its lock, so never
     a buffer that a daemon holds (one that is starting, or stuck before its control socket)."""
-    from gateway.outbox import BufferLocked, Outbox
+    from gateway.capture.outbox import BufferLocked, Outbox
 
     try:
         box = Outbox(cfg.buffer)
@@ -408,7 +410,7 @@ def _invalid(req: dict[str, Any]) -> str | None:
     """Why the arguments cannot make a valid request (in terms of the options), or None."""
     from pydantic import ValidationError
 
-    from gateway import commands
+    from gateway.station import commands
 
     try:
         commands.ControlRequest.model_validate(req)

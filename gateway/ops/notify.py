@@ -13,7 +13,7 @@ import socket
 
 import structlog
 
-log = structlog.get_logger("gateway.notify")
+log = structlog.get_logger("gateway.ops.notify")
 
 _failing = False  # log a failing notify socket once per episode, not on every watchdog ping
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from gateway.scan.gs1check import check_digit
+from gateway.station.scan.gs1check import check_digit
 
 _HEX = re.compile(r"[0-9A-Fa-f]+")
 

@@ -11,7 +11,7 @@
 - A retained status message on `<prefix>/<site>/<area>/<line>/_gateway/<id>/status` says online; the
   broker publishes the last will (offline) when the gateway vanishes.
 - MES commands arrive on `<prefix>/<site>/<area>/<line>/<station>/cmd/context` and go to `on_command`
-  (gateway.commands), with their retain flag: MQTT 5 subscribes with retain-as-published, so a
+  (gateway.station.commands), with their retain flag: MQTT 5 subscribes with retain-as-published, so a
   retained command stays recognisable on a live subscription. The reply it returns is published
   (QoS 1, with the MQTT 5 correlation data). Without `on_command` (commands disabled) the gateway
   does not subscribe, and removes the subscription a persistent session may still hold.
@@ -43,15 +43,15 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from gateway.commands import Incoming, Reply
+from gateway.capture.outbox import Outbox
+from gateway.capture.record import with_seq
+from gateway.capture.supervisor import backoff
 from gateway.config import Config
 from gateway.kit.histogram import Histogram
-from gateway.metrics import LATENCY_BUCKETS
-from gateway.outbox import Outbox
-from gateway.record import with_seq
-from gateway.supervisor import backoff
+from gateway.ops.metrics import LATENCY_BUCKETS
+from gateway.station.commands import Incoming, Reply
 
-log = structlog.get_logger("gateway.publisher")
+log = structlog.get_logger("gateway.northbound.mqtt")
 
 FETCH = 2000  # rows read from the outbox at once
 # PUBACK reason codes that may pass (packet identifier in use, quota exceeded): reconnect and send again
@@ -402,7 +402,7 @@ class Publisher:
             log.error("message_refused", topic=topic, rows=len(seqs), reason=reason, hint="check the broker's ACL for this user and topic")
 
     def _crashed(self, exc: Exception) -> None:
-        from gateway.supervisor import describe
+        from gateway.capture.supervisor import describe
 
         first = type(exc).__name__ not in self._traced
         self._traced.add(type(exc).__name__)

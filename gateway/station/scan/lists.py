@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from gateway.errors import ConfigError
-from gateway.scan.gs1check import valid as gtin_valid
+from gateway.station.scan.gs1check import valid as gtin_valid
 
 
 def norm_item(code: str) -> str:

@@ -2,7 +2,7 @@
 
 A record carries a snapshot of the station context (its id and version), so a later change of
 context never rewrites history. Records are stored encoded; `seq` is added by the publisher from
-the outbox row id (see gateway.outbox), so the stored payload is the JSON object without its `{`.
+the outbox row id (see gateway.capture.outbox), so the stored payload is the JSON object without its `{`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any
 
 import orjson
 
-from gateway.context import Context, Event
 from gateway.model import CONTEXT, Reading
+from gateway.station.context import Context, Event
 
 SCHEMA = 1
 OPTS = orjson.OPT_UTC_Z | orjson.OPT_NON_STR_KEYS

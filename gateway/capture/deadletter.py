@@ -19,8 +19,8 @@ from typing import Any
 
 import orjson
 
-from gateway.outbox import Outbox, _Plan
-from gateway.record import with_seq
+from gateway.capture.outbox import Outbox, _Plan
+from gateway.capture.record import with_seq
 
 CUT = 72  # characters of a topic or reason shown by `list`
 SHOW_MAX = 256 * 1024  # payload bytes `show` returns: an answer on the control socket is one line of at most 1 MiB
@@ -200,8 +200,8 @@ def request_of(args) -> dict[str, Any]:
 def cmd_dead_letter(args) -> int:
     import asyncio
 
-    from gateway import cli
     from gateway import config as config_mod
+    from gateway.ops import cli
 
     cfg = config_mod.load(args.config)
     rsp = asyncio.run(cli.ask_or_open(cfg, request_of(args), args.timeout, handle))

@@ -30,11 +30,11 @@ def _value(args) -> bytes | str:
 
 def run(args) -> int:
     try:
-        from gateway.scan.decode import decode
+        from gateway.station.scan.decode import decode
     except ImportError as exc:
         print(f"error: decoding needs the scanner extra ({exc.name} is missing): pip install shopfloor-gateway[scanners]", file=sys.stderr)
         return 69
-    from gateway.scan.config import ScanSettings
+    from gateway.station.scan.config import ScanSettings
 
     settings = ScanSettings()
     if args.config:

@@ -11,10 +11,10 @@ import re
 from functools import lru_cache
 
 from gateway.kit.text import text_of
-from gateway.scan import aim as aimmod
-from gateway.scan import epc, gs1
-from gateway.scan.config import Patterns, ScanSettings
-from gateway.scan.gs1check import digits
+from gateway.station.scan import aim as aimmod
+from gateway.station.scan import epc, gs1
+from gateway.station.scan.config import Patterns, ScanSettings
+from gateway.station.scan.gs1check import digits
 
 KEYS = ("kind", "symbology", "aim", "text", "gtin", "batch_lot", "serial", "expiry", "sscc", "count", "order_number",
         "epc_uri", "epc_filter", "scan_work_order", "scan_operation", "badge", "scan_lot", "command")

@@ -29,10 +29,10 @@ import orjson
 import structlog
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
-from gateway import ids
-from gateway.context import MAX_OPERATORS, Change
+from gateway.station import ids
+from gateway.station.context import MAX_OPERATORS, Change
 
-log = structlog.get_logger("gateway.commands")
+log = structlog.get_logger("gateway.station.commands")
 
 MAX_BYTES = 64 * 1024  # a whole command, signature included
 MAX_LIST = 1000  # entries of one list in `extra`
@@ -64,7 +64,7 @@ class Model(BaseModel):
 
 
 class Extra(Model):
-    """What the station's scan rules read from an MES-set context (gateway.scan.rules)."""
+    """What the station's scan rules read from an MES-set context (gateway.station.scan.rules)."""
 
     bom: list[Ident] | None = Field(default=None, max_length=MAX_LIST, description="Item codes (GTINs or text) the order may consume; replaces the local BOM.")
     blocked_lots: list[Ident] | None = Field(default=None, max_length=MAX_LIST, description="Lots on hold: `lot` or `gtin,lot`; added to the local list.")

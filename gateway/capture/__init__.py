@@ -1,0 +1,1 @@
+"""The capture path: a reading from its driver to a committed row (supervisor, pipeline, stamping, the outbox)."""

@@ -1,0 +1,1 @@
+"""Northbound sinks: what leaves the buffer for the plant's systems."""

@@ -1,0 +1,1 @@
+"""Operations: the command line, the control socket, metrics, logs, reload, systemd notification."""
