@@ -6,6 +6,7 @@ from bisect import bisect_left
 from collections.abc import Iterable
 
 PERIOD_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)  # poll periods, seconds
+LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)  # ingest to PUBACK
 
 
 class Histogram:

@@ -47,8 +47,7 @@ from gateway.capture.outbox import Outbox
 from gateway.capture.record import with_seq
 from gateway.capture.supervisor import backoff
 from gateway.config import Config
-from gateway.kit.histogram import Histogram
-from gateway.ops.metrics import LATENCY_BUCKETS
+from gateway.kit.histogram import LATENCY_BUCKETS, Histogram
 from gateway.station.commands import Incoming, Reply
 
 log = structlog.get_logger("gateway.northbound.mqtt")

@@ -157,8 +157,7 @@ def _quiet_stdout() -> None:
 
 def _extend(sub: argparse._SubParsersAction, with_config) -> None:
     """Subcommands kept in their own modules (and optional parts such as `decode` from gateway.station.scan)."""
-    from gateway.capture import deadletter
-    from gateway.ops import watch
+    from gateway.ops import deadletter, watch
 
     watch.add_parser(sub, COMMANDS)
     deadletter.add_parser(sub, COMMANDS, with_config)

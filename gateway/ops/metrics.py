@@ -22,7 +22,6 @@ PREFIX = "shopfloor"
 STATES = ("starting", "connected", "down", "failed", "crashed", "finished")
 BROKER_STATES = ("starting", "connected", "disconnected", "crashed")
 SCAN_STATUSES = ("accepted", "warning", "rejected", "duplicate", "unassigned")
-LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
 
 
 def topic_labels(topic: str) -> tuple[str, str]:
