@@ -23,6 +23,7 @@ from gateway import control, daemon
 from simulators.broker import Broker, free_port, wait_port  # noqa: F401 - re-exported for tests
 
 ROOT = Path(__file__).resolve().parent.parent
+pytest_plugins = ["tests.pki"]  # the fixtures pki and brokers
 
 
 @pytest.fixture

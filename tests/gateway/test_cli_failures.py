@@ -14,7 +14,8 @@ import sys
 from gateway import control
 from gateway.outbox import take_lock
 from tests.conftest import InProcess, write_config
-from tests.gateway.test_cli import ROOT, cli
+from tests.conftest import ROOT
+from tests.helpers import cli
 
 
 async def acli(*args: str) -> subprocess.CompletedProcess:

@@ -46,7 +46,7 @@ import time  # noqa: E402
 from gateway import daemon  # noqa: E402
 from gateway.publisher import Publisher  # noqa: E402
 from tests.conftest import InProcess, Process, write_config  # noqa: E402
-from tests.gateway.test_devices_down import Control  # noqa: E402
+from tests.helpers import Control  # noqa: E402
 
 OVEN = {"kind": "synthetic", "name": "oven", "rate": 200, "tags": 2}
 

@@ -7,13 +7,9 @@ import sqlite3
 
 import pytest
 
-from gateway.config import BufferConfig
 from gateway.errors import BufferError
 from gateway.outbox import Outbox
-
-
-def cfg(tmp_path, **kw) -> BufferConfig:
-    return BufferConfig(path=tmp_path / "buffer.db", **kw)
+from tests.helpers import buffer_cfg as cfg
 
 
 async def seqs(box: Outbox) -> list[int]:
