@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import struct
 import subprocess
 import sys
+import termios
 from datetime import datetime
 from pathlib import Path
 
@@ -67,3 +70,8 @@ def balance(box: Outbox) -> int:
     """Rows unaccounted for: zero when every captured row is stored, published, discarded or dead-lettered."""
     c = box.stats.counters
     return c["captured"] + c["requeued"] - c["published"] - c["discarded"] - c["dead_lettered"] - box.stats.rows
+
+
+def unread(fd: int) -> int:
+    """Bytes waiting in a pipe or a terminal's input queue: 0 once the reader at the other end took all."""
+    return struct.unpack("i", fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"))[0]
