@@ -4,7 +4,6 @@ not answer, the WAL on a small disk, dead-letter limits and file permissions. Re
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 import sqlite3

@@ -11,7 +11,7 @@ import time
 
 from simulators.modbus import ModbusSim
 from simulators.opcua import OpcUaSim, make_certificate
-from tests.conftest import InProcess, Upstream, write_config
+from tests.conftest import InProcess, Upstream, eventually, write_config
 from tests.helpers import epoch, newer
 
 ALL = "shopfloor/#"
@@ -186,8 +186,7 @@ async def test_deadband_sends_a_pinned_value_once_then_again_after_the_heartbeat
             assert polls_between >= 5  # the PLC was polled all along; the unchanged value was held back
             await sim.set("spindle_speed", 1503)  # inside the deadband of 5: not sent
             polled = sim.requests
-            while sim.requests < polled + 5:  # the gateway read 1503 several times
-                await asyncio.sleep(0.02)
+            await eventually(lambda: sim.requests >= polled + 5, what="polls of 1503")  # the gateway read it several times
             await sim.set("spindle_speed", 1520)  # outside: sent at once
             await up.wait(lambda rs: any(r["value"] == 1520 for r in up.of(tag="spindle_speed")))
             values = [r["value"] for r in up.of(tag="spindle_speed")]
