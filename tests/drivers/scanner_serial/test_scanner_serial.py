@@ -1,6 +1,5 @@
 """The serial scanner driver against a simulated scanner on a real pty."""
 
-
 import pytest
 
 from drivers.scanner_serial.config import ScannerSerialConfig
