@@ -24,6 +24,24 @@ from gateway.ops import control
 from simulators.broker import Broker, free_port, wait_port  # noqa: F401 - re-exported for tests
 
 ROOT = Path(__file__).resolve().parent.parent
+pytest_plugins = ["tests.pki"]  # the fixtures pki and brokers
+
+
+async def eventually(predicate, timeout: float = 10.0, every: float = 0.01, what: str = ""):
+    """Wait until `predicate()` (plain or async) returns something true, and return that; fail after
+    `timeout` seconds saying what was awaited."""
+    try:
+        async with asyncio.timeout(timeout):
+            while not (got := await _call(predicate)):
+                await asyncio.sleep(every)
+            return got
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout} s waiting for {what or getattr(predicate, '__name__', 'a condition')}") from None
+
+
+async def _call(predicate):
+    got = predicate()
+    return await got if asyncio.iscoroutine(got) else got
 
 
 @pytest.fixture

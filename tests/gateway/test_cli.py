@@ -6,15 +6,9 @@ import asyncio
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-from tests.conftest import Process, Upstream, write_config
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "gateway", *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+from tests.conftest import ROOT, Process, Upstream, write_config
+from tests.helpers import cli
 
 
 async def test_status_and_context_against_a_running_gateway(tmp_path, broker):

@@ -13,8 +13,8 @@ import sys
 
 from gateway.capture.outbox import take_lock
 from gateway.ops import control
-from tests.conftest import InProcess, write_config
-from tests.gateway.test_cli import ROOT, cli
+from tests.conftest import ROOT, InProcess, write_config
+from tests.helpers import cli
 
 
 async def acli(*args: str) -> subprocess.CompletedProcess:

@@ -46,23 +46,24 @@ import time  # noqa: E402
 from gateway import daemon  # noqa: E402
 from gateway.northbound.mqtt import Publisher  # noqa: E402
 from tests.conftest import InProcess, Process, write_config  # noqa: E402
-from tests.gateway.test_devices_down import Control  # noqa: E402
+from tests.helpers import Control  # noqa: E402
 
 OVEN = {"kind": "synthetic", "name": "oven", "rate": 200, "tags": 2}
 
 
 async def test_halt_cancels_again_a_task_that_swallowed_the_cancel():
-    swallowed = asyncio.Event()
+    waiting, swallowed = asyncio.Event(), asyncio.Event()
 
     async def stubborn():
         try:
+            waiting.set()
             await asyncio.Event().wait()
         except asyncio.CancelledError:
             swallowed.set()  # what asyncio.wait_for can do on Python 3.11 when the cancel races its result
         await asyncio.Event().wait()
 
     t = asyncio.create_task(stubborn())
-    await asyncio.sleep(0)
+    await waiting.wait()
     assert await daemon.halt([t], 5.0) == set()
     assert swallowed.is_set() and t.cancelled()
 

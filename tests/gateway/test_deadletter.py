@@ -10,8 +10,7 @@ from gateway.capture import deadletter
 from gateway.capture.outbox import Outbox
 from gateway.config import BufferConfig
 from tests.conftest import InProcess, Upstream, write_config
-from tests.gateway.test_cli import cli
-from tests.gateway.test_outbox_pressure import balance
+from tests.helpers import balance, cli
 
 
 async def dead_lettered(box: Outbox, reasons: list[str]) -> list[int]:

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 
 import pytest
 
 from gateway.capture.outbox import Outbox
-from gateway.config import BufferConfig
 from gateway.errors import BufferError
-
-
-def cfg(tmp_path, **kw) -> BufferConfig:
-    return BufferConfig(path=tmp_path / "buffer.db", **kw)
+from tests.conftest import eventually
+from tests.helpers import buffer_cfg as cfg
 
 
 async def seqs(box: Outbox) -> list[int]:
@@ -67,9 +65,10 @@ async def test_new_buffer_starts_seq_from_the_clock(tmp_path):
         box.put("t/a", b'"v":1}', False)
         await box.flush()
         (old,) = await seqs(box)
+    closed = time.time()
     for f in tmp_path.glob("buffer.db*"):
         f.unlink()
-    await asyncio.sleep(0.01)
+    await eventually(lambda: time.time() >= closed + 0.002, what="the clock to pass a millisecond")  # seq counts from it
     async with Outbox(cfg(tmp_path)) as box:
         box.put("t/a", b'"v":1}', False)
         await box.flush()

@@ -4,7 +4,6 @@ not answer, the WAL on a small disk, dead-letter limits and file permissions. Re
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 import sqlite3
@@ -19,7 +18,8 @@ from gateway.capture import outbox as outbox_mod
 from gateway.capture.outbox import Outbox
 from gateway.config import BufferConfig
 from gateway.errors import BufferError
-from tests.gateway.test_outbox import cfg
+from tests.helpers import balance
+from tests.helpers import buffer_cfg as cfg
 
 BIG = b'"v":"' + b"x" * 3000 + b'"}'
 
@@ -30,11 +30,6 @@ def discarded_seqs(path) -> set[int]:
     # drop_oldest records one range per statement; rows in it may have been deleted already (acked),
     # so read the seqs a range covers only against the ones it can have removed: those fetched.
     return {s for a, b in ranges for s in range(a, b + 1)}
-
-
-def balance(box: Outbox) -> int:
-    c = box.stats.counters
-    return c["captured"] + c["requeued"] - c["published"] - c["discarded"] - c["dead_lettered"] - box.stats.rows
 
 
 async def fill(box: Outbox, n: int, payload: bytes = b'"v":1}', protected: bool = False) -> None:

@@ -9,16 +9,17 @@ from gateway.capture.supervisor import Health, backoff, supervise
 from gateway.config import BufferConfig
 from gateway.errors import NotConnected
 from gateway.model import Reading
-from tests.conftest import write_config
+from tests.conftest import eventually, write_config
 
 
 class Flapping:
     """Accepts the connection, then loses it before delivering anything."""
 
-    connects = 0
+    def __init__(self, connects: list[float]):
+        self.connects = connects
 
     async def connect(self) -> None:
-        Flapping.connects += 1
+        self.connects.append(asyncio.get_running_loop().time())
 
     async def readings(self):
         raise NotConnected("dropped right after connecting")
@@ -50,26 +51,36 @@ def test_backoff_doubles_with_jitter_up_to_the_maximum():
             assert top / 2 <= d <= top
 
 
-async def run_for(tmp_path, driver_cls, seconds: float) -> Health:
+async def run_until(tmp_path, build, done) -> Health:
+    """Supervise one device built by `build` until `done(health)` holds."""
     from gateway import config
     from gateway.capture.pipeline import Pipeline
 
-    path = write_config(tmp_path, 1, [{"kind": "synthetic", "name": "dev", "rate": 1, "backoff_initial": 0.01, "backoff_max": 0.32}])
+    path = write_config(tmp_path, 1, [{"kind": "synthetic", "name": "dev", "rate": 1, "backoff_initial": INITIAL, "backoff_max": 0.32}])
     cfg = config.load(path)
     async with Outbox(BufferConfig(path=tmp_path / "b.db")) as box:
         health = Health("dev", "test")
-        task = asyncio.create_task(supervise(cfg.devices[0], Pipeline(cfg, box), health, build=driver_cls))
-        await asyncio.sleep(seconds)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        task = asyncio.create_task(supervise(cfg.devices[0], Pipeline(cfg, box), health, build=build))
+        try:
+            await eventually(lambda: done(health) or task.done(), timeout=20, what="the supervisor to get there")
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
     return health
 
 
+INITIAL = 0.01
+
+
 async def test_a_link_that_drops_before_delivering_backs_off(tmp_path):
-    health = await run_for(tmp_path, Flapping, 1.0)
-    assert health.state == "down" and health.attempts >= 4  # not reset by each successful connect
+    connects: list[float] = []
+    health = await run_until(tmp_path, lambda: Flapping(connects), lambda h: h.attempts >= 5)
+    assert health.state == "down" and health.attempts >= 5  # not reset by each successful connect
+    # The wait before attempt n+1 is at least half of INITIAL * 2**n (the jitter's floor): it grows.
+    gaps = [b - a for a, b in zip(connects, connects[1:])]
+    assert all(gap >= INITIAL * 2**n / 2 for n, gap in enumerate(gaps)), gaps
 
 
 async def test_a_link_that_delivered_starts_its_backoff_afresh(tmp_path):
-    health = await run_for(tmp_path, Steady, 0.5)
+    health = await run_until(tmp_path, Steady, lambda h: h.readings >= 6)
     assert health.readings >= 6 and health.attempts == 1

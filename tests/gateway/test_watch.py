@@ -1,7 +1,6 @@
 """The live view prints one readable line per record."""
 
 from gateway.ops.watch import line
-from tests.gateway.test_publisher_tls import brokers, pki  # noqa: F401 - fixtures
 
 
 def test_lines_for_a_reading_and_a_context_event():
@@ -31,7 +30,7 @@ async def test_watch_reaches_a_tls_broker_with_the_gateway_configuration(tmp_pat
     import orjson
 
     from tests.conftest import InProcess, write_config
-    from tests.gateway.test_publisher_tls import password_file, tls_broker
+    from tests.pki import password_file, tls_broker
 
     broker = brokers(tls_broker(tmp_path, pki, mutual=False))
     mqtt = {"username": "gw-test", **password_file(tmp_path), "tls": {"ca_file": str(pki.ca)}}

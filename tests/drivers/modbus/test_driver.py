@@ -11,6 +11,7 @@ from drivers.modbus.config import ModbusConfig, ModbusRtuConfig
 from gateway.errors import NotConnected
 from gateway.model import ALARM, TELEMETRY
 from simulators.modbus import ModbusSim
+from tests.conftest import eventually
 from tests.drivers.readings import take
 
 ORDERS = {"ABCD": ("big", "big"), "CDAB": ("little", "big"), "BADC": ("big", "little"), "DCBA": ("little", "little")}
@@ -257,15 +258,22 @@ async def test_deadband_heartbeat_and_limits(sim):
         async for r in driver.readings():
             seen.append(r)
 
+    def sent(*values):
+        return [r for r in seen if r.type == TELEMETRY and round(r.value, 3) in values]
+
+    def alarm(state):
+        return any(r.type == ALARM and r.fields["state"] == state for r in seen)
+
     task = asyncio.create_task(consume())
     try:
-        await asyncio.sleep(0.3)
+        await eventually(lambda: len(sent(180.0)) >= 2, what="the first value and its heartbeat")
         await sim.set("press_temperature", 180.3)  # inside the deadband
-        await asyncio.sleep(0.3)
+        polls = driver.requests
+        await eventually(lambda: driver.requests >= polls + 25, what="polls inside the deadband")
         await sim.set("press_temperature", 195.0)  # raises high
-        await asyncio.sleep(0.2)
+        await eventually(lambda: alarm("raised") and sent(195.0), what="the raised alarm")
         await sim.set("press_temperature", 185.0)  # clears high
-        await asyncio.sleep(0.2)
+        await eventually(lambda: alarm("cleared") and sent(185.0), what="the cleared alarm")
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

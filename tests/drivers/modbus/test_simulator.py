@@ -12,6 +12,7 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusIOException
 
 from simulators.modbus import ModbusSim, encode
+from tests.conftest import eventually
 
 
 @pytest.mark.parametrize(
@@ -52,15 +53,18 @@ async def test_values_move_unless_pinned():
     async with ModbusSim(port=0, period=0.02) as sim:
         async with AsyncModbusTcpClient("127.0.0.1", port=sim.port, timeout=1, retries=0) as c:
             seen = set()
-            for _ in range(20):
+
+            async def moved():
                 seen.add(tuple((await c.read_holding_registers(2, count=2, device_id=1)).registers))
-                await asyncio.sleep(0.03)
-            assert len(seen) > 1, "hydraulic_pressure never moved"
+                return len(seen) > 1
+
+            await eventually(moved, every=0.03, what="hydraulic_pressure to move")
             await sim.set("hydraulic_pressure", 123.25)
-            for _ in range(5):
+            pinned_at = sim.now()
+            while sim.now() < pinned_at + 5 * 0.02:  # five of the simulator's periods: it would have moved
                 regs = (await c.read_holding_registers(2, count=2, device_id=1)).registers
                 assert regs == encode("float32", 123.25)
-                await asyncio.sleep(0.03)
+                await asyncio.sleep(0.01)
 
 
 async def test_faults_and_request_counter():
@@ -86,8 +90,7 @@ async def test_restart_keeps_port_and_drops_clients():
         c = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=0.5, retries=0, reconnect_delay=0)
         assert await c.connect()
         await sim.stop()
-        await asyncio.sleep(0.05)
-        assert not c.connected
+        await eventually(lambda: not c.connected, what="the client to notice")
         await sim.start()
         assert sim.port == port
         c.close()

@@ -13,6 +13,7 @@ from drivers.opcua.config import OpcUaConfig
 from gateway.errors import DriverFatal, NotConnected
 from gateway.model import ALARM
 from simulators.opcua import OpcUaSim, make_certificate
+from tests.conftest import eventually
 from tests.drivers.readings import take  # noqa: F401 - used by the tests here
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -203,15 +204,9 @@ async def test_server_restart_restores_the_flow_without_restarting_the_driver(tm
 
         task = asyncio.create_task(supervise())
         try:
-            for _ in range(100):
-                if len(values) >= 3:
-                    break
-                await asyncio.sleep(0.05)
+            await eventually(lambda: len(values) >= 3, timeout=5, what="readings of the first session")
             await sim.restart(downtime=0.5)
-            for _ in range(200):
-                if any(s >= 2 for s, _ in values[-3:]) and sum(1 for s, _ in values if s >= 2) >= 3:
-                    break
-                await asyncio.sleep(0.05)
+            await eventually(lambda: sum(1 for s, _ in values if s >= 2) >= 3, timeout=10, what="readings of a new session")
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

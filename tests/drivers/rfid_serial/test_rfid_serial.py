@@ -1,9 +1,10 @@
 """RFID drivers against simulated readers on real ptys."""
 
-import asyncio
+import time
 
 import pytest
 
+from drivers.rfid_serial import driver as rfid_driver
 from drivers.rfid_serial.config import RfidSerialConfig
 from gateway.errors import NotConnected
 from simulators.rfid import CfruReader, Rdm6300Reader
@@ -97,7 +98,19 @@ async def test_silent_reader_and_unplug(reader, tmp_path):
     await drv.aclose()
 
 
-async def test_rdm6300_badges(tmp_path):
+class Clock:
+    """The driver's wall clock, moved on by the test: a hold passes without waiting it out."""
+
+    def __init__(self):
+        self.offset = 0.0
+
+    def time(self) -> float:
+        return time.time() + self.offset
+
+
+async def test_rdm6300_badges(tmp_path, monkeypatch):
+    clock = Clock()
+    monkeypatch.setattr(rfid_driver, "time", clock)
     sim = Rdm6300Reader(tmp_path / "badge")
     sim.plug()
     drv = RfidSerialConfig(kind="rfid_serial", name="b1", protocol="rdm6300", port=tmp_path / "badge", hold=0.5).build()
@@ -109,7 +122,7 @@ async def test_rdm6300_badges(tmp_path):
     assert (first.value, first.type, first.fields["hint"], first.raw) == ("0010597059", "scan", "badge", b"\x020F00A1B2C3DF\x03")
     bad = await anext(it)
     assert bad.quality == "bad" and "checksum" in bad.reason
-    await asyncio.sleep(0.6)
+    clock.offset += 0.6
     sim.present(0x00A1B2C3)  # presented again after the hold: a new scan (log out)
     assert (await anext(it)).value == "0010597059"
     assert drv.counters["reads"] == 6

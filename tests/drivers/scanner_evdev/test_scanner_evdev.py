@@ -67,7 +67,6 @@ async def test_unplug_enodev_and_replug_at_the_stable_path():
     assert (await anext(it)).value == "ONE"
     # Half a scan with Shift still held, then the cable is pulled.
     dev.send(t._ev(42, 1) + t.tap(30))  # KEY_LEFTSHIFT down, KEY_A
-    await asyncio.sleep(0.01)
     devices.unplug(PATH)
     lost = await anext(it)
     assert (lost.quality, lost.value) == ("bad", "A") and "device lost" in lost.reason
@@ -92,15 +91,19 @@ async def test_grab_held_by_another_program_is_fatal():
         await driver(devices).connect()
 
 
-async def test_cancelling_the_reader_loses_no_event():
+async def test_cancelling_the_reader_loses_no_event(monkeypatch):
     devices = Devices()
     dev = devices.plug(PATH)
     drv = driver(devices)
     await drv.connect()
     it = drv.readings()
     t = Typist("us")
+    loop, waiting = asyncio.get_running_loop(), asyncio.Event()
+    add_reader = loop.add_reader
+    monkeypatch.setattr(loop, "add_reader", lambda *a: (add_reader(*a), waiting.set()))
     task = asyncio.ensure_future(anext(it))
-    await asyncio.sleep(0.01)
+    async with asyncio.timeout(5):
+        await waiting.wait()  # the driver waits for the device to become readable
     task.cancel()  # a cancelled wait for readability: nothing was read, nothing lost
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -130,7 +133,6 @@ async def test_counters_are_one_plain_dict_across_reconnects():
     t = Typist("us")
     dev.send(t.char("A") + t.tap(e.KEY_F5) + t.tap(e.KEY_ENTER) + t.char("B"))
     assert (await anext(it)).quality == "bad"  # the key without a character
-    await asyncio.sleep(0.01)
     devices.unplug(PATH)
     assert "device lost" in (await anext(it)).reason
     with pytest.raises(NotConnected):

@@ -1,12 +1,12 @@
 """The serial scanner driver against a simulated scanner on a real pty."""
 
-import asyncio
-
 import pytest
 
 from drivers.scanner_serial.config import ScannerSerialConfig
 from gateway.errors import NotConnected
 from simulators.scanner import SerialScanner
+from tests.conftest import eventually
+from tests.helpers import unread
 
 
 def cfg(link, **kw):
@@ -77,7 +77,7 @@ async def test_unplug_replug_same_path(sim, tmp_path):
     sim.scan("ONE")
     (one,) = await take(it, 1)
     sim.send(b"TW")  # half a scan, then the cable is pulled
-    await asyncio.sleep(0.05)  # let the half scan reach the driver's buffer
+    await eventually(lambda: unread(sim.pty.slave) == 0, what="the half scan to reach the driver")
     sim.unplug()
     (lost,) = await take(it, 1)
     assert (lost.quality, lost.raw) == ("bad", b"TW")

@@ -13,7 +13,7 @@ from gateway.capture import pipeline as pipeline_mod
 from gateway.station.scan import rules as rules_mod
 from simulators.scanner import SerialScanner
 from tests.conftest import InProcess, Process, Upstream, write_config
-from tests.gateway.test_devices_down import Control
+from tests.helpers import Control
 
 GOOD = {"kind": "synthetic", "name": "oven", "rate": 50, "tags": 1}
 

@@ -11,8 +11,8 @@ import time
 
 from simulators.modbus import ModbusSim
 from simulators.opcua import OpcUaSim, make_certificate
-from tests.conftest import InProcess, Upstream, write_config
-from tests.gateway.test_devices_down import newer
+from tests.conftest import InProcess, Upstream, eventually, write_config
+from tests.helpers import epoch, newer
 
 ALL = "shopfloor/#"
 
@@ -121,7 +121,7 @@ async def test_rtu_bus_one_silent_unit_goes_bad_the_other_keeps_flowing(tmp_path
             since = time.time()
             await up.wait(lambda rs: len(newer(up, "bus1", since, tag="u1.spindle_speed", quality="good")) >= 3)
             assert not newer(up, "bus1", t_fault, tag="u1.spindle_speed", quality="bad")
-            assert not newer(up, "bus1", _ts(first_bad), tag="u2.spindle_speed", quality="good")
+            assert not newer(up, "bus1", epoch(first_bad["ts"]), tag="u2.spindle_speed", quality="good")
             st = health(await gw.status(), "bus1")
             assert st["state"] == "connected" and st["outages"] == 0 and st["bad"] >= 3  # the bus is fine
             sim.faults[2] = None
@@ -182,19 +182,13 @@ async def test_deadband_sends_a_pinned_value_once_then_again_after_the_heartbeat
             polls_between = sim.requests - polls_at_first
             first, second = up.of(tag="spindle_speed")[:2]
             assert first["value"] == second["value"] == 1500
-            assert _ts(second) - _ts(first) >= 1.0  # the second one is the heartbeat, not a poll
+            assert epoch(second["ts"]) - epoch(first["ts"]) >= 1.0  # the second one is the heartbeat, not a poll
             assert polls_between >= 5  # the PLC was polled all along; the unchanged value was held back
             await sim.set("spindle_speed", 1503)  # inside the deadband of 5: not sent
             polled = sim.requests
-            while sim.requests < polled + 5:  # the gateway read 1503 several times
-                await asyncio.sleep(0.02)
+            await eventually(lambda: sim.requests >= polled + 5, what="polls of 1503")  # the gateway read it several times
             await sim.set("spindle_speed", 1520)  # outside: sent at once
             await up.wait(lambda rs: any(r["value"] == 1520 for r in up.of(tag="spindle_speed")))
             values = [r["value"] for r in up.of(tag="spindle_speed")]
             assert 1503 not in values
 
-
-def _ts(r: dict) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(r["ts"].replace("Z", "+00:00")).timestamp()

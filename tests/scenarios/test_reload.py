@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from tests.conftest import InProcess, Process, Upstream, write_config
-from tests.gateway.test_devices_down import Control
+from tests.helpers import Control
 
 ROOT = Path(__file__).resolve().parents[2]
 STEADY = {"kind": "synthetic", "name": "steady", "rate": 100, "tags": 1}

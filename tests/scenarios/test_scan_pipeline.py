@@ -10,7 +10,8 @@ import orjson
 
 from simulators.rfid import CfruReader
 from simulators.scanner import SHIFT, SerialScanner
-from tests.conftest import InProcess, Upstream, write_config
+from tests.conftest import InProcess, Upstream, eventually, write_config
+from tests.helpers import unread
 
 GTIN = "09501101020917"
 GOOD = {"accepted", "warning"}
@@ -96,10 +97,10 @@ async def test_scanner_unplug_and_replug(tmp_path, broker):
         sim.scan("]C0WO-2024-0042")
         assert await sim.next_ack(10) == "good"
         sim.send(b"]C10109501")  # half a scan, then the cable is pulled
-        await asyncio.sleep(0.1)
+        await eventually(lambda: unread(sim.pty.slave) == 0, what="the driver to read the half scan")
         sim.unplug()
         await up.wait(lambda rs: any(r.get("quality") == "bad" for r in rs))
-        await asyncio.sleep(0.3)  # a few reconnect attempts against nothing
+        await gw.wait_status(lambda st: device(st, "scanner1")["attempts"] >= 2)  # reconnect attempts against nothing
         sim.plug()  # a new pty behind the same path
         await _connected(gw, "scanner1", outages=1)
         sim.scan(f"]C101{GTIN}10LOT-B")
@@ -125,12 +126,21 @@ async def test_rfid_window_of_200_reads(tmp_path, broker):
     path = write_config(tmp_path, broker.port, [dev], gateway=station(tmp_path))
     async with Upstream(broker.port, "shopfloor/#") as up, InProcess(path) as gw:
         await up.wait(lambda rs: any(r["type"] == "rfid" for r in rs))
-        await asyncio.sleep(0.5)  # nothing else may follow for that tag
+        # Nothing else may follow for that tag: the reader is asked again and again, and all that was
+        # captured meanwhile has arrived.
+        polls = reader.inventories
+        await eventually(lambda: reader.inventories >= polls + 100, what="more inventories")
+        st = await gw.wait_status(lambda st: st["buffer"]["rows"] == 0 and st["buffer"]["pending_commit"] == 0)
+        await up.wait(lambda rs: len({r["seq"] for r in rs}) >= st["counters"]["published"])
     reader.unplug()
     (rec,) = up.of(type="rfid")
     assert (rec["value"], rec["read_count"], rec["rssi_max"], rec["antennas"]) == (epc, 200, max(rssi), [2])
     assert (rec["kind"], rec["epc_uri"], rec["epc_filter"], rec["gtin"]) == ("epc", "urn:epc:id:sgtin:0614141.812345.6789", 3, "80614141123458")
     assert rec["status"] == "unassigned" and rec["last_seen"] >= rec["first_seen"]
+
+
+def device(st: dict, name: str) -> dict:
+    return next(d for d in st["devices"] if d["device"] == name)
 
 
 async def _connected(gw, name: str, outages: int = 0) -> None:
@@ -193,7 +203,7 @@ async def test_wedge_counters_in_status_survive_reconnects(tmp_path, broker, mon
     async with InProcess(path) as gw:
         await _connected(gw, "wedge1")
         dev.send(t.char("]") + t.char("C"))  # a partial scan, then ENODEV
-        await asyncio.sleep(0.01)
+        await eventually(lambda: unread(dev.fd) == 0, what="the driver to read the partial scan")
         devices.unplug(link)
         await gw.wait_status(lambda st: st["devices"][0]["counters"].get("stale") == 1)
         new = devices.plug(link)

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
-from gateway import config as config_mod
-from gateway.ops import control
 from simulators.modbus import ModbusSim
 from tests.conftest import InProcess, Process, Upstream, write_config
+from tests.helpers import Control, newer
 
 TELEMETRY = "shopfloor/+/+/+/+/+/telemetry"
 
@@ -31,46 +29,6 @@ def plc(sim: ModbusSim, name: str = "press1", interval: float = 0.1, **kw) -> di
 
 
 OVEN = {"kind": "synthetic", "name": "oven", "rate": 20, "tags": 1}
-
-
-class Control:
-    """`status` of a gateway running as a subprocess, through its real control socket."""
-
-    def __init__(self, path: Path):
-        self.socket = config_mod.load(path).control_socket
-
-    async def status(self) -> dict:
-        async with asyncio.timeout(15):
-            while True:
-                try:
-                    return await control.request(self.socket, {"cmd": "status"})
-                except OSError:  # not listening yet
-                    await asyncio.sleep(0.05)
-
-    async def device(self, name: str) -> dict:
-        return next(d for d in (await self.status())["devices"] if d["device"] == name)
-
-    async def wait(self, name: str, predicate, timeout: float = 20.0) -> dict:
-        """Poll `status` until the device's health satisfies `predicate`; fail with the last one seen."""
-        d: dict = {}
-        try:
-            async with asyncio.timeout(timeout):
-                while not predicate(d := await self.device(name)):
-                    await asyncio.sleep(0.05)
-        except TimeoutError:
-            raise AssertionError(f"timed out waiting on {name}; last status: {d}") from None
-        return d
-
-
-def newer(up: Upstream, device: str, since: float, **match) -> list[dict]:
-    """Records of `device` produced (device timestamp) after `since` (epoch seconds)."""
-    return [r for r in up.of(device=device, **match) if _epoch(r["ts"]) > since]
-
-
-def _epoch(ts: str) -> float:
-    from datetime import datetime
-
-    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
 
 
 async def wait_requests(sim: ModbusSim, more: int, timeout: float = 20.0) -> None:
