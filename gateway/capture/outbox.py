@@ -1,6 +1,6 @@
 """The durable outbox: every reading is a row here until the broker has acknowledged it.
 
-Invariants (design.md §4). Code below must keep them; tests in tests/gateway/test_outbox.py show them.
+Invariants (design.md §4). Code below must keep them; tests in tests/gateway/capture/test_outbox.py show them.
 
 1. Captured means committed. `put()` only queues a row in memory; it is captured when the group
    commit that holds it returns. Nothing is acknowledged to a device or an operator before that:

@@ -19,7 +19,7 @@ from gateway.ops.version import VERSION
 from simulators.modbus import ModbusSim
 from tests.conftest import write_config
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

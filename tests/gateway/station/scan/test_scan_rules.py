@@ -141,7 +141,7 @@ def test_example_config_builds_rules(monkeypatch):
 
     from gateway.config import load
 
-    root = Path(__file__).resolve().parents[3]
+    root = Path(__file__).resolve().parents[4]
     monkeypatch.chdir(root)
     st = load(root / "config" / "scanners.yaml").gateway.stations[0]
     rules = ScanRules(st.scan)

@@ -11,7 +11,7 @@ from gateway.capture.outbox import Outbox
 from gateway.config import BufferConfig
 from tests.conftest import InProcess, Upstream, write_config
 
-FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "buffer-0.1.0.sqlite3"
+FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "buffer-0.1.0.sqlite3"
 FIRST = 1796160271805001  # the first seq the 0.1.0 outbox gave in the fixture (see make_buffer_0_1_0.py)
 HELD = [FIRST + 2, FIRST + 3, FIRST + 4, FIRST + 5]  # FIRST acknowledged, FIRST + 1 dead-lettered
 

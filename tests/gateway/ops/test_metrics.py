@@ -14,7 +14,7 @@ import pytest
 from simulators.broker import free_port
 from tests.conftest import InProcess, write_config
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 OVEN = {"kind": "synthetic", "name": "oven", "rate": 100, "tags": 2}
