@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 
 
 async def every(interval: float) -> AsyncIterator[float]:
-    """Yield the scheduled tick time every `interval` seconds, aligned to a fixed grid.
+    """Tick every `interval` seconds on a fixed grid (of the loop's clock); yield the wall-clock time
+    at each wake-up (a reading's timestamp: under load it is a little after the grid point).
 
     A slow consumer skips missed ticks instead of bursting to catch up, so a poll that overran does
     not trigger a storm of back-to-back polls against the device.
