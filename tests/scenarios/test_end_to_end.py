@@ -64,7 +64,10 @@ async def test_mes_command_sets_the_context_and_bad_commands_are_refused(tmp_pat
             await mes.publish(topic, b"{not json", qos=1)
             await mes.publish(topic, orjson.dumps({"action": "launch"}), qos=1)
             await mes.publish(topic, orjson.dumps({"action": "start", "work_order": "WO-MES", "lot": "L-M"}), qos=1)
-        await up.wait(lambda rs: any(r.get("work_order") == "WO-MES" and r["type"] == "telemetry" for r in rs))
+        # The context record and the readings stamped after it travel on different topics, so in
+        # different messages: either may arrive first.
+        await up.wait(lambda rs: any(r.get("work_order") == "WO-MES" and r["type"] == "telemetry" for r in rs)
+                      and any(r["type"] == "context" for r in rs))
         ev = up.of(type="context")[-1]
         assert ev["source"] == "mes" and ev["event"] == "started"
         st = await gw.status()
