@@ -243,6 +243,7 @@ async def test_bad_commands_are_refused_on_the_reply_topic_and_nothing_is_applie
             await mes.publish(CMD, orjson.dumps({"id": "c-9", "action": "start", "work_order": "WO-OK"}), qos=1)
         out = await wait_replies(up, 5)
         st = await gw.status()
+        await up.wait(lambda rs: any(r["type"] == "context" for r in rs))  # it comes through the buffer, after the reply
     assert [(r["ok"], r.get("reason")) for r in out] == [(False, "invalid")] * 3 + [(False, "too_large"), (True, None)]
     assert out[0]["error"] == "extra.bom: Input should be a valid list" and out[0]["station"] == "st10"
     assert out[-1]["id"] == "c-9" and out[-1]["gateway_id"] == "gw-test"
@@ -347,6 +348,7 @@ async def test_commands_switched_off_leave_no_subscription(tmp_path, broker, pro
             await mes.publish(CMD, orjson.dumps({"action": "start", "work_order": "WO-AFTER"}), qos=1)
         (out,) = await wait_replies(up, 1)
         st = await gw.status()
+        await up.wait(lambda rs: any(r["type"] == "context" for r in rs))  # it comes through the buffer, after the reply
     assert out["ok"] and st["commands"]["accepted"] == 1
     assert [r["work_order"] for r in up.of(type="context")] == ["WO-AFTER"]
 
