@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import signal
 import time
 from collections.abc import Callable
@@ -145,7 +144,7 @@ class Gateway:
                 "bytes": st.bytes,
                 "oldest_unsent_age": round(time.time() - oldest, 3) if oldest else None,
                 "pending_commit": self.outbox.pending(),
-                "disk_free": _disk_free(self.cfg.buffer.path),
+                "disk_free": self.outbox.disk_free(),
                 "dead_letter_rows": st.dead_rows,
                 "dead_letter_bytes": st.dead_bytes,
             },
@@ -154,13 +153,6 @@ class Gateway:
             "commands": self.commands.to_json(),
             "contexts": {s: c.to_json() for s, c in self.pipeline.contexts.items()},
         }
-
-
-def _disk_free(path: Path) -> int | None:
-    try:
-        return shutil.disk_usage(path.parent).free
-    except OSError:
-        return None
 
 
 def _commands(cfg: Config, apply, key: bytes | None) -> commands.Commands:

@@ -5,6 +5,8 @@ Only bugs and `DriverFatal` leave a supervisor; everything else is a state chang
 
 from __future__ import annotations
 
+import traceback
+
 
 class GatewayError(Exception):
     """Base of every error the gateway raises on purpose."""
@@ -54,3 +56,26 @@ class Retryable(PublishError):
 
 class Rejected(PublishError):
     """The broker or the encoder refused a message for good; its rows go to the dead-letter table."""
+
+
+def describe(exc: BaseException, limit: int = 300) -> str:
+    """`Type: message`, bounded: a library's message may carry a whole frame."""
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class Traced:
+    """Where unexpected exceptions came from, for the containment boundaries: the traceback is logged
+    the first time a site is seen, so a part that fails the same way on every retry cannot flood the
+    journal. A site is the exception's type and innermost frame (few: they are lines of code)."""
+
+    def __init__(self) -> None:
+        self._seen: set[tuple] = set()
+
+    def first(self, exc: BaseException, *key: object) -> bool:
+        tb = traceback.extract_tb(exc.__traceback__)
+        site = (*key, type(exc).__name__, *((tb[-1].filename, tb[-1].lineno) if tb else ()))
+        if site in self._seen:
+            return False
+        self._seen.add(site)
+        return True

@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import shutil
 import sqlite3
 import time
 from collections import Counter, deque
@@ -590,6 +591,13 @@ class Outbox:
     def pending(self) -> int:
         """Readings queued but not (yet) captured: in memory, or in a commit that has not returned."""
         return len(self._pending) + self._writing
+
+    def disk_free(self) -> int | None:
+        """Free bytes on the file system that holds the buffer (None when it cannot be asked)."""
+        try:
+            return shutil.disk_usage(self.cfg.path.parent).free
+        except OSError:
+            return None
 
 
 class Episode:

@@ -22,6 +22,7 @@ import structlog
 from gateway.capture.outbox import Outbox
 from gateway.capture.record import OPTS, SCHEMA, Origin, context_event, context_fields, encode, stamp, utc
 from gateway.config import Config
+from gateway.errors import Traced, describe
 from gateway.model import ALARM, CONTEXT, PROTECTED, RFID, SCAN, TELEMETRY, Reading
 from gateway.station.context import Change, Context, ContextRefused, Event, apply
 
@@ -45,7 +46,7 @@ class Pipeline:
         self.scans: Counter[tuple[str, str]] = Counter()  # scan and RFID outcomes per (device, status)
         self.internal_errors = 0
         self.alarms: dict[tuple[str, str, str], dict[str, Any]] = {}  # raised, not yet cleared: (device, tag, alarm)
-        self._reported: set[tuple[str, str]] = set()
+        self._traced = Traced()  # stage failures whose traceback is logged, per device
         self.rules: dict[str, Any] = {}
         self.reconfigure(cfg)
 
@@ -111,12 +112,8 @@ class Pipeline:
 
     def _salvage(self, origin: Origin, r: Reading, exc: Exception) -> tuple[int, dict[str, Any]]:
         """Capture a reading whose stages failed, from parts that cannot fail themselves."""
-        from gateway.capture.supervisor import describe
-
         self.internal_errors += 1
-        key = (origin.device, type(exc).__name__)
-        if key not in self._reported:
-            self._reported.add(key)
+        if self._traced.first(exc, origin.device):
             log.error("stage_failed", device=origin.device, tag=str(r.tag)[:128], error=describe(exc), exc_info=exc)
         type_ = r.type if r.type in TYPES else TELEMETRY
         now = time.time()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-import traceback
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import structlog
 
 from gateway.capture.pipeline import Pipeline
-from gateway.errors import BackOff, ConfigError, DriverFatal, NotConnected
+from gateway.errors import BackOff, ConfigError, DriverFatal, NotConnected, Traced, describe
 
 log = structlog.get_logger("gateway.capture.supervisor")
 
@@ -44,7 +43,7 @@ class Health:
     outages: int = 0
     crashes: int = 0
     error: dict[str, Any] | None = None  # the last crash: type, message, when
-    traced: set[tuple[str, str, int]] = field(default_factory=set)  # crash sites whose traceback is logged
+    traced: Traced = field(default_factory=Traced)  # crash sites whose traceback is logged
     # The driver's own counters (framing errors, CRC errors …): totals of the drivers closed so far,
     # plus the live dict of the one running, so the figures survive reconnects.
     totals: Counter = field(default_factory=Counter)
@@ -67,7 +66,7 @@ class Health:
 
     def poll_period(self) -> dict[str, float]:
         """Mean achieved period per poll group, in seconds."""
-        return {g: round(h.sum / sum(h.counts), 4) for g, h in self.periods.items() if sum(h.counts)}
+        return {g: round(h.sum / n, 4) for g, h in self.periods.items() if (n := sum(h.counts))}
 
     def counters(self) -> dict[str, int]:
         out = Counter(self.totals)
@@ -195,22 +194,13 @@ async def supervise(cfg: Any, pipeline: Pipeline, health: Health, build=None) ->
 CALM_SECONDS = 60.0  # a driver that ran this long before crashing is restarted at the initial backoff
 
 
-def describe(exc: BaseException, limit: int = 300) -> str:
-    """`Type: message`, bounded: a library's message may carry a whole frame."""
-    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _crashed(h: Health, exc: Exception) -> None:
     h.crashes += 1
     h.error = {"type": type(exc).__name__, "message": describe(exc), "at": time.time()}
     if h.state != "crashed":
         # One event per crash; the traceback only the first time this crash site is seen, so a
         # driver that crashes on every restart cannot flood the journal.
-        tb = traceback.extract_tb(exc.__traceback__)
-        site = (type(exc).__name__, tb[-1].filename, tb[-1].lineno) if tb else (type(exc).__name__, "", 0)
-        first = site not in h.traced
-        h.traced.add(site)
+        first = h.traced.first(exc)
         log.error("device_crashed", device=h.device, kind=h.kind, error=describe(exc), crashes=h.crashes, exc_info=exc if first else None)
     _state(h, "crashed", describe(exc), quiet=True)
 

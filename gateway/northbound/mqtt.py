@@ -47,6 +47,7 @@ from gateway.capture.outbox import Outbox
 from gateway.capture.record import with_seq
 from gateway.capture.supervisor import backoff
 from gateway.config import Config
+from gateway.errors import Traced, describe
 from gateway.kit.histogram import LATENCY_BUCKETS, Histogram
 from gateway.station.commands import Incoming, Reply
 
@@ -138,7 +139,7 @@ class Publisher:
         self.sent_messages = 0
         self.refused_messages = 0
         self._refusals_logged: set[tuple[str, int]] = set()
-        self._traced: set[str] = set()  # exception types whose traceback is logged
+        self._traced = Traced()  # crash sites whose traceback is logged
         self.hooks: PahoHooks | None = None
         self.inflight = 0
         self.connects = 0
@@ -401,10 +402,7 @@ class Publisher:
             log.error("message_refused", topic=topic, rows=len(seqs), reason=reason, hint="check the broker's ACL for this user and topic")
 
     def _crashed(self, exc: Exception) -> None:
-        from gateway.capture.supervisor import describe
-
-        first = type(exc).__name__ not in self._traced
-        self._traced.add(type(exc).__name__)
+        first = self._traced.first(exc)
         if self.state != "crashed":  # one event per state change; the traceback once per type
             log.error("publisher_crashed", error=describe(exc), exc_info=exc if first else None)
         self.state, self.since, self.reason = "crashed", time.time(), describe(exc)

@@ -440,9 +440,9 @@ async def _context(cfg, req: dict[str, Any], timeout: float = TIMEOUT) -> dict[s
 
 
 def cmd_reload(args) -> int:
-    config_mod.load(args.config)  # refused here, with file:line: field, before the daemon is asked
+    cfg = config_mod.load(args.config)  # refused here, with file:line: field, before the daemon is asked
     try:
-        rsp = asyncio.run(control.request(config_mod.load(args.config).control_socket, {"cmd": "reload"}, timeout=30))
+        rsp = asyncio.run(control.request(cfg.control_socket, {"cmd": "reload"}, timeout=max(args.timeout, 30)))
     except OSError as exc:
         print(f"error: no gateway answers on its control socket ({exc.strerror or exc}); is it running?", file=sys.stderr)
         return EX_UNAVAILABLE

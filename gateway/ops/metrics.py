@@ -7,7 +7,6 @@ Prometheus scrapes. Label sets are bounded by the configuration: device names, r
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
@@ -132,9 +131,8 @@ class GatewayCollector:
             g = GaugeMetricFamily(f"{PREFIX}_{name}", text)
             g.add_metric([], value)
             yield g
-        try:
-            free = shutil.disk_usage(gw.cfg.buffer.path.parent).free
-        except OSError:
+        free = gw.outbox.disk_free()
+        if free is None:
             return
         g = GaugeMetricFamily(f"{PREFIX}_buffer_disk_free_bytes", "Free space on the buffer's file system.")
         g.add_metric([], free)

@@ -17,10 +17,9 @@ from typing import Any
 import orjson
 
 from gateway.capture.pipeline import Pipeline
-from gateway.capture.supervisor import describe
 from gateway.config import Config
 from gateway.daemon import missing_parts
-from gateway.errors import ConfigError
+from gateway.errors import ConfigError, describe
 
 QUIET = 0.5  # a device that sent nothing for this long after its first readings has sent its round
 

@@ -29,6 +29,7 @@ import orjson
 import structlog
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from gateway.errors import Traced, describe
 from gateway.station import ids
 from gateway.station.context import MAX_OPERATORS, Change
 
@@ -237,7 +238,7 @@ class Commands:
         self.rejected = 0
         self.reasons: dict[str, int] = {}
         self._retained_logged: set[tuple[str, str]] = set()
-        self._traced: set[str] = set()
+        self._traced = Traced()  # failure sites whose traceback is logged
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -277,9 +278,8 @@ class Commands:
         except Exception as exc:  # noqa: BLE001 - one message's boundary: a bug here must not end the MQTT session
             # (a queued or retained message would then crash every reconnect and block delivery).
             self._count("internal_error")
-            first = "internal_error" not in self._traced
-            self._traced.add("internal_error")
-            log.error("command_failed", topic=msg.topic[:256], station=station, id=cid, sha256=digest, error=repr(exc)[:MAX_ERROR], exc_info=exc if first else None)
+            first = self._traced.first(exc)
+            log.error("command_failed", topic=msg.topic[:256], station=station, id=cid, sha256=digest, error=describe(exc, MAX_ERROR), exc_info=exc if first else None)
             return self._reply(msg, station, cid, digest, {"ok": False, "reason": "internal_error", "error": "internal error in the gateway; see its log"})
         self.accepted += 1
         ctx = rsp["context"]
