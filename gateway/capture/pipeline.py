@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -48,6 +49,9 @@ class Pipeline:
         self.alarms: dict[tuple[str, str, str], dict[str, Any]] = {}  # raised, not yet cleared: (device, tag, alarm)
         self._traced = Traced()  # stage failures whose traceback is logged, per device
         self.rules: dict[str, Any] = {}
+        # Called with every scan, RFID, alarm and context record as it is captured (the station
+        # page); a listener must be quick and must not raise.
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
         self.reconfigure(cfg)
 
     def reconfigure(self, cfg: Config) -> None:
@@ -85,14 +89,21 @@ class Pipeline:
                         ctx = planned[0]
                 elif r.type == ALARM:
                     self._track_alarm(origin, r)
-            data = encode(stamp(r, origin, ctx, time.time(), outcome))
+            rec = stamp(r, origin, ctx, time.time(), outcome)
+            data = encode(rec)
             # The context change a scan asks for takes effect only once its record exists: a scan whose
             # record could not be built is rejected, and then it changed nothing.
             if planned is not None:
                 self._journal(origin.station, *planned)
+            if r.type is not TELEMETRY:
+                self._tell(rec)
             return self.outbox.put(origin.topic(r.type), data, r.type in PROTECTED, urgent=r.ack is not None), outcome
         except Exception as exc:  # noqa: BLE001 - the capture path's containment boundary (module doc)
             return self._salvage(origin, r, exc)
+
+    def _tell(self, rec: dict[str, Any]) -> None:
+        for listener in self.listeners:
+            listener(rec)
 
     def type_counts(self, device: str, readings: int) -> dict[str, int]:
         """Readings of one device per type: `readings` (the supervisor's count) less the other types."""
@@ -180,7 +191,9 @@ class Pipeline:
         origin = Origin(g.id, g.site, g.area, g.line, station, "", "", self.cfg.mqtt.topic_prefix)
         ticket = self.outbox.set_context(station, new.to_json())
         for ev in events:
-            ticket = self.outbox.put(self.station_topic(station), encode(context_event(ev, origin, now)), CONTEXT in PROTECTED)
+            rec = context_event(ev, origin, now)
+            ticket = self.outbox.put(self.station_topic(station), encode(rec), CONTEXT in PROTECTED)
+            self._tell(rec)
             log.info("context_changed", station=station, change=ev.event, source=ev.source, actor=ev.actor, work_order=ev.context.work_order,
                      operation=ev.context.operation, lot=ev.context.lot, operators=list(ev.context.operators),
                      context_id=ev.context.context_id, version=ev.context.version)
