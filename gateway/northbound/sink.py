@@ -14,6 +14,9 @@ A sink:
 - reports `health()` (a JSON-able dict with at least `state`, `since` and `reason`), shown in
   `status` and on /metrics;
 - may say goodbye on a clean stop (`goodbye()`, bounded by the caller).
+
+Its config class (in gateway.northbound.registry) builds it: `build(cfg) -> Sink`, with the whole
+gateway configuration.
 """
 
 from __future__ import annotations
@@ -83,6 +86,14 @@ class Feed(Protocol):
 
     def rewind(self) -> None:
         """The connection dropped: hand out again everything not acknowledged."""
+        ...
+
+    def recall(self, key: str) -> str | None:
+        """A value this sink saved with `remember` (kept in the log's file, across restarts)."""
+        ...
+
+    def remember(self, key: str, value: str) -> None:
+        """Save a small value of this sink's (e.g. Sparkplug's bdSeq); durable with the next commit."""
         ...
 
     @property
