@@ -159,6 +159,12 @@ class CommandsConfig(Strict):
         return text.encode()
 
 
+class PageConfig(Strict):
+    """The station page, served by the HTTP server (`http:`) at `/`: context, last scans, alarms, health."""
+
+    language: Literal["en", "zh-CN"] = Field(default="en", description="Language of the page's labels: en or zh-CN.")
+
+
 class LogConfig(Strict):
     level: Literal["debug", "info", "warning", "error"] = Field(default="info", description="Lowest level logged.")
     format: Literal["auto", "json", "console"] = Field(default="auto", description="auto: JSON unless stderr is a terminal.")
@@ -174,7 +180,8 @@ class Config(Strict):
     control: ControlConfig = Field(default_factory=ControlConfig)
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
     log: LogConfig = Field(default_factory=LogConfig)
-    http: HttpConfig | None = Field(default=None, description="HTTP server for metrics; off when absent.")
+    http: HttpConfig | None = Field(default=None, description="HTTP server for metrics and the station page; off when absent.")
+    page: PageConfig = Field(default_factory=PageConfig)
     devices: list[DeviceConfig] = Field(default_factory=list, description="The devices this gateway reads.")
 
     @model_validator(mode="after")
