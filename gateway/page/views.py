@@ -66,9 +66,8 @@ async def page(request: web.Request) -> web.Response:
     station = _station(request)
     lang = live.gw.cfg.page.language
     words = labels(lang)
-    nav = "".join(
-        f'<a href="/station/{html.escape(s)}"{" class=here" if s == station else ""}>{html.escape(s)}</a>' for s in live.stations()
-    )
+    others = live.stations() if len(live.stations()) > 1 else []
+    nav = "".join(f'<a href="/station/{html.escape(s)}"{" class=here" if s == station else ""}>{html.escape(s)}</a>' for s in others)
     body = template("station.html").substitute(
         {f"l_{k}": html.escape(v) for k, v in words.items()},
         lang=lang,
