@@ -26,7 +26,24 @@ BUFFER_FIELDS = ("rows", "bytes", "oldest_unsent_age", "pending_commit", "disk_f
 
 
 def dumps(data: Any) -> bytes:
-    return orjson.dumps(data, default=str)
+    """JSON for the browser. What orjson refuses (lone surrogates from undecodable scanner bytes,
+    integers past 64 bits) is made printable first: a scan on the page must not cost its capture."""
+    try:
+        return orjson.dumps(data, default=str)
+    except TypeError:
+        return orjson.dumps(_printable(data), default=str)
+
+
+def _printable(v: Any) -> Any:
+    if isinstance(v, str):
+        return v.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(v, int) and not isinstance(v, bool) and not -(2**63) <= v < 2**64:
+        return str(v)
+    if isinstance(v, dict):
+        return {str(_printable(k)): _printable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_printable(x) for x in v]
+    return v
 
 
 def pick(d: dict[str, Any] | None, keys: tuple[str, ...]) -> dict[str, Any]:
