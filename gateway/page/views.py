@@ -28,7 +28,7 @@ def attach(app: web.Application, gw: Gateway) -> None:
     r.add_get("/", home)
     r.add_get("/station/{station}", page)
     r.add_get("/api/state", state)
-    r.add_get("/api/events", events)
+    r.add_get("/api/events", events, allow_head=False)  # a stream has no end to answer a HEAD with
     r.add_get("/trace", trace.view)
     r.add_get("/api/trace", trace.api)
     r.add_static("/static/", STATIC)

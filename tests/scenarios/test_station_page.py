@@ -8,6 +8,8 @@ import os
 import time
 from datetime import date, timedelta
 
+import aiomqtt
+import orjson
 import pytest
 
 from simulators.broker import free_port, wait_port
@@ -130,7 +132,7 @@ async def test_the_last_twenty_scans_are_kept_newest_first(tmp_path, broker, dri
     assert codes == [f"]E0{i:013d}" for i in range(21, 1, -1)]
 
 
-async def test_a_context_change_from_the_cli_updates_the_header(tmp_path, broker, driver):
+async def test_a_context_change_from_the_cli_or_the_mes_updates_the_header(tmp_path, broker, driver):
     async with Station(tmp_path, broker) as st:
         await connected(driver, st)
         assert header(driver) == ["–", "–", "–", "–"]
@@ -143,6 +145,10 @@ async def test_a_context_change_from_the_cli_updates_the_header(tmp_path, broker
         done = await asyncio.to_thread(cli, "context", "clear", "-c", str(st.path))
         assert done.returncode == 0, done.stderr
         await wait(driver, lambda d: d.find_element("id", "idle").is_displayed() and header(d)[0] == "–", what="the idle station")
+        async with aiomqtt.Client("127.0.0.1", broker.port) as mes:
+            order = {"id": "mes-1", "action": "start", "work_order": "WO-MES-3", "lot": "LOT-M1", "operators": ["op-2"]}
+            await mes.publish("shopfloor/plant1/assembly/line1/st10/cmd/context", orjson.dumps(order), qos=1)
+        await wait(driver, lambda d: header(d) == ["WO-MES-3", "–", "LOT-M1", "op-2"], what="the MES's work order in the header")
 
 
 async def test_a_banner_shows_while_the_gateway_is_gone_and_the_page_comes_back(tmp_path, broker, driver):

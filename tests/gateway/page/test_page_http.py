@@ -129,6 +129,18 @@ async def test_labels_follow_the_configured_language(tmp_path, broker, language,
     assert f'lang="{language}"' in text and word in text
 
 
+async def test_a_reload_changes_the_language(tmp_path, broker):
+    sim, port, path = setup(tmp_path, broker)
+    async with InProcess(path) as gw, aiohttp.ClientSession() as s:
+        async with s.get(f"http://127.0.0.1:{port}/station/st10") as r:
+            assert "Work order" in await r.text()
+        path.write_text(path.read_text() + "page:\n  language: zh-CN\n")
+        assert (await gw.request(cmd="reload"))["ok"]
+        async with s.get(f"http://127.0.0.1:{port}/station/st10") as r:
+            assert "工单" in await r.text()
+    sim.unplug()
+
+
 async def test_a_stop_ends_the_event_streams_at_once(tmp_path, broker):
     sim, port, path = setup(tmp_path, broker)
     gw = await InProcess(path).__aenter__()
