@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 TICK = 1.0
 CONTEXT_FIELDS = ("station", "state", "context_id", "version", "source", "work_order", "operation", "lot", "operators", "started_at")
 DEVICE_FIELDS = ("device", "kind", "state", "since", "reason", "error", "last_reading", "rate", "retry_in")
-BROKER_FIELDS = ("state", "since", "reason", "broker", "inflight")
+SINK_FIELDS = ("kind", "state", "since", "reason", "broker", "backlog")
 BUFFER_FIELDS = ("rows", "bytes", "oldest_unsent_age", "pending_commit", "disk_free", "dead_letter_rows")
 
 
@@ -84,11 +84,12 @@ class Live:
         return sorted(found, key=lambda a: a.get("since") or 0)
 
     async def health(self) -> dict[str, dict[str, Any]]:
-        """Per station: its devices, the broker and the buffer."""
+        """Per station: its devices, the sinks (the broker) and the buffer."""
         st = await self.gw.status()
         cfg = self.gw.cfg
         where = {d.name: cfg.station_of(d) for d in cfg.devices}
-        common = {"broker": pick(st.get("broker"), BROKER_FIELDS), "buffer": pick(st.get("buffer"), BUFFER_FIELDS)}
+        sinks = [{"name": name, **pick(h, SINK_FIELDS)} for name, h in (st.get("sinks") or {}).items()]
+        common = {"sinks": sinks, "buffer": pick(st.get("buffer"), BUFFER_FIELDS)}
         out = {s: {"devices": [], **common} for s in self.stations()}
         for d in st.get("devices", []):
             s = where.get(d.get("device"))

@@ -165,6 +165,26 @@ async def test_a_banner_shows_while_the_gateway_is_gone_and_the_page_comes_back(
         assert row["status"] == "accepted"
 
 
+async def test_the_broker_and_the_buffer_as_the_gateway_sees_them(tmp_path, broker, driver):
+    def sink(d):
+        return js(d, "const li = document.querySelector('#link li[data-sink]'); return li && [li.dataset.state, li.textContent];")
+
+    def rows(d):
+        return int(js(d, "return document.getElementById('buffer').dataset.rows") or -1)
+
+    async with Station(tmp_path, broker) as st:
+        await connected(driver, st)
+        await wait(driver, lambda d: (sink(d) or [""])[0] == "connected", what="the broker connected")
+        assert sink(driver)[1] == "Broker: connected"
+        broker.stop()
+        await wait(driver, lambda d: (sink(d) or [""])[0] not in ("", "connected"), what="the broker shown lost")
+        for text in ("]C0WO-2024-0042", f"]C101{GTIN}"):
+            await scanned(driver, st.sim, text)
+        await wait(driver, lambda d: rows(d) >= 3, what="the records waiting in the buffer")  # two scans and the context event
+        broker.start()
+        await wait(driver, lambda d: (sink(d) or [""])[0] == "connected" and rows(d) == 0, timeout=20, what="the buffer emptied")
+
+
 async def test_labels_in_simplified_chinese(tmp_path, broker, driver):
     async with Station(tmp_path, broker, language="zh-CN") as st:
         await connected(driver, st)

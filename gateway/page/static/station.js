@@ -109,16 +109,20 @@
       if (detail) li.append(el("span", "detail", detail));
       return li;
     }));
-    const b = h.broker || {};
-    const broker = $("broker");
-    broker.className = state(b.state);
-    broker.textContent = L.broker + ": " + word("d_", b.state);
-    if (b.reason && b.state !== "connected") broker.append(el("span", "detail", b.reason));
+    const link = (h.sinks || []).map((k) => {
+      const li = el("li", state(k.state), (k.kind === "mqtt" ? L.broker : k.name) + ": " + word("d_", k.state));
+      li.dataset.sink = k.name;
+      li.dataset.state = k.state;
+      const detail = [k.state !== "connected" ? k.reason : null, k.backlog ? k.backlog + " " + L.rows : null].filter(Boolean).join(" · ");
+      if (detail) li.append(el("span", "detail", detail));
+      return li;
+    });
     const f = h.buffer || {};
-    const buffer = $("buffer");
-    buffer.className = f.rows > 1000 ? "meh" : "ok";
-    buffer.textContent = L.buffer + ": " + (f.rows != null ? f.rows : "–") + " " + L.rows;
+    const buffer = el("li", f.rows > 1000 ? "meh" : "ok", L.buffer + ": " + (f.rows != null ? f.rows : "–") + " " + L.rows);
+    buffer.id = "buffer";
+    buffer.dataset.rows = f.rows;
     if (f.oldest_unsent_age != null) buffer.append(el("span", "detail", L.oldest + " " + Math.round(f.oldest_unsent_age) + " s"));
+    $("link").replaceChildren(...link, buffer);
   }
 
   function arm() {
