@@ -10,6 +10,7 @@ from typing import Any
 
 W, H = 920, 280
 LEFT, RIGHT, TOP, BOTTOM = 64, 16, 28, 36
+DOTS = 30  # up to this many minutes, each is also drawn as a dot
 
 
 def ticks(lo: float, hi: float, n: int = 5) -> list[float]:
@@ -67,13 +68,15 @@ def svg(tag: dict[str, Any], words: dict[str, str]) -> str:
     for v in ticks(lo, hi):
         out.append(f'<line class="grid" x1="{LEFT}" x2="{W - RIGHT}" y1="{y(v)}" y2="{y(v)}"/>'
                    f'<text class="axis" x="{LEFT - 6}" y="{y(v) + 4}" text-anchor="end">{number(v)}</text>')
-    for i in range(5):
+    for i, anchor in enumerate(("start", "middle", "middle", "middle", "end")):
         t = t0 + (t1 - t0) * i / 4
-        out.append(f'<text class="axis" x="{x(t)}" y="{H - 12}" text-anchor="middle">{clock(t, t1 - t0)}</text>')
+        out.append(f'<text class="axis" x="{x(t)}" y="{H - 12}" text-anchor="{anchor}">{clock(t, t1 - t0)}</text>')
     band = [f"{x(p['t'])},{y(p['max'])}" for p in pts] + [f"{x(p['t'])},{y(p['min'])}" for p in reversed(pts)]
     out.append('<polygon class="band" points="%s"/>' % " ".join(band))
     mean = " ".join(f"{x(p['t'])},{y(p['mean'])}" for p in pts)
     out.append(f'<polyline class="mean" points="{mean}"/>')
+    if len(pts) <= DOTS:  # a short window: each minute as a dot, or a single minute would not show
+        out += [f'<circle class="point" cx="{x(p["t"])}" cy="{y(p["mean"])}" r="3"/>' for p in pts]
     for side, v in sorted((tag.get("limits") or {}).items()):
         if v is not None:
             out.append(f'<line class="limit {escape(side)}" x1="{LEFT}" x2="{W - RIGHT}" y1="{y(v)}" y2="{y(v)}"/>'

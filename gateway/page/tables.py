@@ -56,7 +56,7 @@ def sections(found: dict[str, Any], w: dict[str, str]) -> list[str]:
         ("materials", w["materials"], _cols(w, "at", "station", "device", "status", "reason_code", "message", "gtin", "batch", "serial", "expiry"), True),
         ("consumed", w["consumed"], _cols(w, "at", "station", "device", "work_order", "operation", "lot", "gtin", "batch", "serial", "status"), True),
         ("tags", w["tags"], _cols(w, "station", "device", "tag", "unit", "count", "min", "max", "mean", "limits", "out_of_limits"), False),
-        ("alarms", w["alarms"], _cols(w, "at", "device", "tag", "alarm", "state", "severity", "limit", "value"), False),
+        ("alarms", w["alarm_log"], _cols(w, "at", "device", "tag", "alarm", "state", "severity", "limit", "value"), False),
         ("environment", w["environment"], _cols(w, "station", "device", "tag", "unit", "count", "min", "max", "mean", "limits", "out_of_limits"), False),
     ]
     for key, title, cols, status in parts:

@@ -1,13 +1,12 @@
 """The trace view: a lot, material batch, work order or operator looked up in the capture log, as
 tables and a chart. The answer is `gateway.journal.trace.query`'s (its shape is shared with the CLI's
-`trace --json`); the log is opened read-only, in a thread, so a long query never holds up capture."""
+`trace --json`), asked as the CLI and the control socket ask it: checked, on a read-only connection
+of its own, in a thread, so that a long query never holds up capture."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from html import escape
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -17,23 +16,15 @@ from gateway.page import chart
 from gateway.page.assets import LIVE, template
 from gateway.page.labels import labels
 from gateway.page.live import dumps
-from gateway.page.tables import section, sections
+from gateway.page.tables import cell, section, sections
 
 try:
-    from gateway.journal.trace import query
+    from gateway.ops.trace import config_limits, handle
 except ImportError:  # the journal's queries are not in this build yet
-    query = None
+    handle = config_limits = None
 
 KINDS = ("lot", "material", "order", "operator")
 OPTS = ("gtin", "since", "until")
-
-
-def ask(path: Path, kind: str, key: str, opts: dict[str, Any]) -> dict[str, Any] | None:
-    conn = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
-    try:
-        return query(conn, kind, key, **opts)
-    finally:
-        conn.close()
 
 
 def _opts(q: Any) -> dict[str, Any]:
@@ -44,28 +35,30 @@ def _opts(q: Any) -> dict[str, Any]:
     return out
 
 
-async def answer(request: web.Request) -> dict[str, Any] | None:
-    """The trace answer for the request's kind and key; HTTP errors for what cannot be answered."""
+async def answer(request: web.Request) -> tuple[dict[str, Any] | None, dict[str, float] | None]:
+    """(the trace answer or None, the journal's time range) for the request's kind and key, through
+    the same checks and read-only connection as `shopfloor-gateway trace`; HTTP errors otherwise."""
     kind, key = request.query.get("kind", "lot"), request.query.get("key", "").strip()
-    if kind not in KINDS or not key or len(key) > 64:
-        raise web.HTTPBadRequest(text=f"kind must be one of {', '.join(KINDS)} and key 1 to 64 characters\n")
-    if query is None:
+    if kind not in KINDS or not key:
+        raise web.HTTPBadRequest(text=f"kind must be one of {', '.join(KINDS)}, and a key is needed\n")
+    if handle is None:
         raise web.HTTPServiceUnavailable(text="trace is not available in this gateway\n")
     try:
         opts = _opts(request.query)
     except ValueError:
         raise web.HTTPBadRequest(text="since and until are unix seconds\n") from None
-    path = request.app[LIVE].gw.cfg.buffer.path
-    try:
-        return await asyncio.to_thread(ask, path, kind, key, opts)
-    except sqlite3.OperationalError as exc:
-        raise web.HTTPServiceUnavailable(text=f"the capture log cannot be read: {exc}\n") from None
+    cfg = request.app[LIVE].gw.cfg
+    rsp = await handle(cfg.buffer.path, {"kind": kind, "key": key, "opts": opts}, config_limits(cfg))
+    if not rsp["ok"]:
+        error = web.HTTPBadRequest if rsp.get("code") == "invalid" else web.HTTPServiceUnavailable
+        raise error(text=rsp["error"] + "\n")
+    return rsp["trace"], rsp.get("journal")
 
 
 async def api(request: web.Request) -> web.Response:
-    found = await answer(request)
+    found, span = await answer(request)
     if found is None:
-        return web.Response(status=404, body=dumps({"error": "nothing found"}), content_type="application/json")
+        return web.Response(status=404, body=dumps({"error": "nothing found", "journal": span}), content_type="application/json")
     return web.Response(body=dumps(found), content_type="application/json")
 
 
@@ -76,8 +69,8 @@ async def view(request: web.Request) -> web.Response:
     body, status = "", 200
     if key:
         try:
-            found = await answer(request)
-            body = render(found, words, request.query.get("tag")) if found else f'<p class="nothing">{escape(words["nothing"])}</p>'
+            found, span = await answer(request)
+            body = render(found, words, request.query.get("tag")) if found else nothing(words, span)
         except web.HTTPException as exc:
             body, status = f'<p class="problem">{escape(exc.text or exc.reason)}</p>', exc.status
     options = "".join(
@@ -87,6 +80,11 @@ async def view(request: web.Request) -> web.Response:
         {f"l_{k}": escape(v) for k, v in words.items()}, lang=lang, options=options, key=escape(key), body=body
     )
     return web.Response(text=page, status=status, content_type="text/html", headers={"Cache-Control": "no-store"})
+
+
+def nothing(words: dict[str, str], span: dict[str, float] | None) -> str:
+    held = f" ({words['journal']} {cell('at', span.get('from'))} – {cell('at', span.get('to'))})" if span else ""
+    return f'<p class="nothing">{escape(words["nothing"] + held)}</p>'
 
 
 def render(found: dict[str, Any], words: dict[str, str], tag: str | None) -> str:

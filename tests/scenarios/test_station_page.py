@@ -13,6 +13,7 @@ import orjson
 import pytest
 
 from simulators.broker import free_port, wait_port
+from simulators.modbus import ModbusSim
 from simulators.scanner import SerialScanner
 from tests.conftest import Process, write_config
 from tests.helpers import cli
@@ -33,9 +34,9 @@ def driver():
 
 
 class Station:
-    """A gateway process with one serial scanner, its HTTP server on a free port."""
+    """A gateway process with one serial scanner (and `devices`), its HTTP server on a free port."""
 
-    def __init__(self, tmp_path, broker, **page):
+    def __init__(self, tmp_path, broker, devices=(), **page):
         (tmp_path / "bom.csv").write_text(f"work_order,code\nWO-2024-0042,{GTIN}\n")
         self.sim = SerialScanner(tmp_path / "scanner0")
         self.port = free_port()
@@ -45,7 +46,7 @@ class Station:
         dev = {"kind": "scanner_serial", "name": "scanner1", "port": str(tmp_path / "scanner0"), "feedback": "honeywell",
                "partial_timeout": 0.3, "backoff_initial": 0.05, "backoff_max": 0.2}
         extra = {"page": page} if page else {}
-        self.path = write_config(tmp_path, broker.port, [dev], gateway=station, http={"port": self.port}, **extra)
+        self.path = write_config(tmp_path, broker.port, [dev, *devices], gateway=station, http={"port": self.port}, **extra)
         self.gw = Process(self.path, tmp_path / "gateway.log")
         self.url = f"http://127.0.0.1:{self.port}/station/st10"
 
@@ -193,3 +194,33 @@ async def test_labels_in_simplified_chinese(tmp_path, broker, driver):
         assert driver.find_element("tag name", "html").get_attribute("lang") == "zh-CN"
     assert labels == ["工单", "工序", "批次", "操作员"]
     assert row["badge"] == "未分配" and row["why"].startswith("无进行中的工单")
+
+
+async def test_a_lot_traced_shows_its_materials_and_a_chart_with_the_limit(tmp_path, broker, driver):
+    pytest.importorskip("gateway.ops.trace")
+    async with ModbusSim(port=0) as plc:
+        await plc.set("press_temperature", 184.5)  # above the high limit all along
+        press = {"kind": "modbus", "name": "press1", "host": "127.0.0.1", "port": plc.port, "backoff_max": 0.5,
+                 "polls": [{"interval": 0.2, "tags": [{"name": "press_temperature", "address": 0, "type": "float32", "unit": "degC",
+                                                       "limits": {"high": 183}}]}]}
+        async with Station(tmp_path, broker, [press]) as st:
+            await connected(driver, st)
+            done = await asyncio.to_thread(cli, "context", "set", "-c", str(st.path), "--work-order", "WO-2024-0042", "--lot", "LOT-T1")
+            assert done.returncode == 0, done.stderr
+            for text in (f"]C101{GTIN}10B-7", "]E05901234123457"):
+                await scanned(driver, st.sim, text)
+            await wait(driver, lambda d: js(d, "return document.querySelector('#alarms li') !== null"), what="the high alarm")
+            # A minute's aggregate is written once the minute is over, or at a stop: restart, then ask.
+            assert await asyncio.to_thread(st.gw.terminate) == 0
+            await st.start()
+            await asyncio.to_thread(driver.get, f"http://127.0.0.1:{st.port}/trace")
+            driver.find_element("name", "key").send_keys("LOT-T1\n")
+            await wait(driver, lambda d: len(d.find_elements("css selector", "section.materials tbody tr")) == 2, what="the lot's materials")
+            statuses = [e.get_attribute("class") for e in driver.find_elements("css selector", "section.materials tbody tr")]
+            chart = driver.find_element("css selector", "section.chart svg")
+            limit = chart.find_elements("css selector", "line.limit.high")
+            label = chart.get_attribute("aria-label")
+            tags = [e.text for e in driver.find_elements("css selector", "section.tags tbody td:nth-child(3)")]
+    assert statuses == ["s-accepted", "s-rejected"]
+    assert label == "press1/press_temperature (degC)" and len(limit) == 1
+    assert tags == ["press_temperature"]

@@ -60,7 +60,7 @@ def test_the_chinese_view_names_its_columns_in_chinese():
 
 
 async def test_the_trace_routes_without_the_journal_say_so(tmp_path, broker, monkeypatch):
-    monkeypatch.setattr(trace, "query", None)
+    monkeypatch.setattr(trace, "handle", None)
     port = free_port()
     path = write_config(tmp_path, broker.port, [], http={"port": port})
     async with InProcess(path), aiohttp.ClientSession() as s:
