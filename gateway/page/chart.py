@@ -44,9 +44,14 @@ def _range(tag: dict[str, Any]) -> tuple[float, float, float, float]:
     return t0, t1, lo - pad, hi + pad
 
 
+def drawable(tag: dict[str, Any]) -> list[dict[str, Any]]:
+    """The minutes of a tag that have numbers (text tags and empty minutes have none)."""
+    return [p for p in tag.get("series") or [] if all(isinstance(p.get(k), (int, float)) for k in ("t", "min", "max", "mean"))]
+
+
 def svg(tag: dict[str, Any], words: dict[str, str]) -> str:
     """The chart of one entry of a trace answer's `tags` (or `environment`); empty without points."""
-    pts = [p for p in tag.get("series") or [] if p.get("mean") is not None]
+    pts = drawable(tag)
     if not pts:
         return ""
     t0, t1, lo, hi = _range({**tag, "series": pts})
@@ -54,6 +59,9 @@ def svg(tag: dict[str, Any], words: dict[str, str]) -> str:
 
     def x(t: float) -> float:
         return round(LEFT + (t - t0) / (t1 - t0) * pw, 1)
+
+    def mid(p: dict[str, Any]) -> float:  # a point stands for its whole minute: drawn at its middle
+        return x(p["t"] + 30)
 
     def y(v: float) -> float:
         return round(TOP + (hi - v) / (hi - lo) * ph, 1)
@@ -71,12 +79,12 @@ def svg(tag: dict[str, Any], words: dict[str, str]) -> str:
     for i, anchor in enumerate(("start", "middle", "middle", "middle", "end")):
         t = t0 + (t1 - t0) * i / 4
         out.append(f'<text class="axis" x="{x(t)}" y="{H - 12}" text-anchor="{anchor}">{clock(t, t1 - t0)}</text>')
-    band = [f"{x(p['t'])},{y(p['max'])}" for p in pts] + [f"{x(p['t'])},{y(p['min'])}" for p in reversed(pts)]
+    band = [f"{mid(p)},{y(p['max'])}" for p in pts] + [f"{mid(p)},{y(p['min'])}" for p in reversed(pts)]
     out.append('<polygon class="band" points="%s"/>' % " ".join(band))
-    mean = " ".join(f"{x(p['t'])},{y(p['mean'])}" for p in pts)
+    mean = " ".join(f"{mid(p)},{y(p['mean'])}" for p in pts)
     out.append(f'<polyline class="mean" points="{mean}"/>')
     if len(pts) <= DOTS:  # a short window: each minute as a dot, or a single minute would not show
-        out += [f'<circle class="point" cx="{x(p["t"])}" cy="{y(p["mean"])}" r="3"/>' for p in pts]
+        out += [f'<circle class="point" cx="{mid(p)}" cy="{y(p["mean"])}" r="3"/>' for p in pts]
     for side, v in sorted((tag.get("limits") or {}).items()):
         if v is not None:
             out.append(f'<line class="limit {escape(side)}" x1="{LEFT}" x2="{W - RIGHT}" y1="{y(v)}" y2="{y(v)}"/>'

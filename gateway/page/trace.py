@@ -90,7 +90,7 @@ def nothing(words: dict[str, str], span: dict[str, float] | None) -> str:
 def render(found: dict[str, Any], words: dict[str, str], tag: str | None) -> str:
     """The answer as HTML: its tables, and the chart of `tag` ("device/tag"; default the first)."""
     out = sections(found, words)
-    series = [t for t in (found.get("tags") or []) + (found.get("environment") or []) if t.get("series")]
+    series = [t for t in (found.get("tags") or []) + (found.get("environment") or []) if chart.drawable(t)]
     if series:
         chosen = next((t for t in series if f"{t.get('device')}/{t.get('tag')}" == tag), series[0])
         q = found.get("query") or {}

@@ -8,6 +8,7 @@ import os
 import time
 from datetime import date, timedelta
 
+import aiohttp
 import aiomqtt
 import orjson
 import pytest
@@ -221,6 +222,14 @@ async def test_a_lot_traced_shows_its_materials_and_a_chart_with_the_limit(tmp_p
             limit = chart.find_elements("css selector", "line.limit.high")
             label = chart.get_attribute("aria-label")
             tags = [e.text for e in driver.find_elements("css selector", "section.tags tbody td:nth-child(3)")]
+            async with aiohttp.ClientSession() as s:
+                async with s.get(f"http://127.0.0.1:{st.port}/api/trace?kind=lot&key=LOT-T1") as r:
+                    api = await r.json()
+                async with s.get(f"http://127.0.0.1:{st.port}/api/trace?kind=lot&key=LOT-NONE") as r:
+                    missing = r.status, await r.json()
     assert statuses == ["s-accepted", "s-rejected"]
     assert label == "press1/press_temperature (degC)" and len(limit) == 1
     assert tags == ["press_temperature"]
+    assert api["query"] == {"kind": "lot", "key": "LOT-T1"} and [m["status"] for m in api["materials"]] == ["accepted", "rejected"]
+    assert api["tags"][0]["limits"]["high"] == 183 and api["tags"][0]["series"]
+    assert missing[0] == 404 and missing[1]["journal"]["from"] <= missing[1]["journal"]["to"]

@@ -72,3 +72,14 @@ async def test_the_trace_routes_without_the_journal_say_so(tmp_path, broker, mon
             assert r.status == 400
         async with s.get(f"http://127.0.0.1:{port}/trace?kind=lot&key=LOT-A42") as r:
             assert r.status == 503 and "not available" in await r.text()
+
+
+def test_a_tag_without_numbers_gets_no_chart_and_gaps_are_skipped():
+    found = lot_answer()
+    recipe = {**found["tags"][0], "tag": "recipe", "unit": None, "limits": None, "out_of_limits": [],
+              "series": [{"t": T0, "min": None, "max": None, "mean": None, "count": 5}]}
+    found["tags"] = [recipe]
+    assert "<svg" not in trace.render(found, EN, None)
+    found["tags"][0]["series"].append({"t": T0 + 60, "min": 1.0, "max": 2.0, "mean": 1.5, "count": 5})
+    html = trace.render(found, EN, None)
+    assert html.count('<circle class="point"') == 1
