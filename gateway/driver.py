@@ -1,4 +1,4 @@
-"""The driver protocol (design.md §2): device logic only; retries, timing and health live in the supervisor."""
+"""The driver protocol: device logic only; retries, timing and health live in the supervisor."""
 
 from __future__ import annotations
 
