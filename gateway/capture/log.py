@@ -147,6 +147,7 @@ class Log:
         self._next = 0  # the next seq
         self._minutes = Minutes(0)
         self._dirty_state = False
+        self._per_row = 1.0  # records per log row, as reads find them
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -610,12 +611,13 @@ class Log:
         about `limit` records at most (at least one chunk)."""
         db = self.db
         assert db is not None
+        rows_wanted = max(1, int(limit / self._per_row) + 1)
         async with self.lock:
             rows = db._conn.execute(
                 "SELECT seq, last, type, station, device, at, head, items FROM log "
                 "WHERE seq >= coalesce((SELECT max(seq) FROM log WHERE seq <= ?), 0) AND last > ? AND (only IS NULL OR only = ?) "
                 "ORDER BY seq LIMIT ?",
-                (after, after, sink, max(1, limit // 8)),
+                (after, after, sink, rows_wanted),
             ).fetchall()
         out = []
         n = 0
@@ -624,6 +626,8 @@ class Log:
             n += last - seq + 1
             if n >= limit:
                 break
+        if out:  # rows of this file hold about this many records: ask for what `limit` needs next time
+            self._per_row = 0.8 * self._per_row + 0.2 * (n / len(out))
         return out
 
     async def oldest(self) -> float | None:
