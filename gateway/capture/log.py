@@ -147,6 +147,7 @@ class Log:
         self._next = 0  # the next seq
         self._minutes = Minutes(0)
         self._dirty_state = False
+        self._per_row = 1.0  # records per log row, as reads find them
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -284,6 +285,25 @@ class Log:
             self._wake.set()
             self._work.set()
         if urgent or self._records >= self.cfg.commit_rows:
+            self._full.set()
+        return self._batch
+
+    def extend(self, key: tuple, make: Callable[[], Batch], items: list[bytes], points: list[Point]) -> int:
+        """`put()` for the telemetry of one poll: its records join one batch in one step."""
+        b = self._joinable.get(key)
+        if b is None or len(b.items) + len(items) > CHUNK_ITEMS:
+            b = make()
+            self._pending.append(b)
+            self._joinable[key] = b
+        b.items.extend(items)
+        b.size += sum(map(len, items)) + len(items)
+        if b.points is not None:
+            b.points.extend(points)
+        self._records += len(items)
+        if not self._wake.is_set():
+            self._wake.set()
+            self._work.set()
+        if self._records >= self.cfg.commit_rows:
             self._full.set()
         return self._batch
 
@@ -591,12 +611,13 @@ class Log:
         about `limit` records at most (at least one chunk)."""
         db = self.db
         assert db is not None
+        rows_wanted = max(1, int(limit / self._per_row) + 1)
         async with self.lock:
             rows = db._conn.execute(
                 "SELECT seq, last, type, station, device, at, head, items FROM log "
                 "WHERE seq >= coalesce((SELECT max(seq) FROM log WHERE seq <= ?), 0) AND last > ? AND (only IS NULL OR only = ?) "
                 "ORDER BY seq LIMIT ?",
-                (after, after, sink, max(1, limit // 8)),
+                (after, after, sink, rows_wanted),
             ).fetchall()
         out = []
         n = 0
@@ -605,6 +626,8 @@ class Log:
             n += last - seq + 1
             if n >= limit:
                 break
+        if out:  # rows of this file hold about this many records: ask for what `limit` needs next time
+            self._per_row = 0.8 * self._per_row + 0.2 * (n / len(out))
         return out
 
     async def oldest(self) -> float | None:

@@ -55,7 +55,7 @@ from gateway.station.commands import Incoming, Reply
 
 log = structlog.get_logger("gateway.northbound.mqtt")
 
-FETCH = 2000  # records read from the feed at once
+FETCH = 5000  # records read from the feed at once
 # PUBACK reason codes that may pass (packet identifier in use, quota exceeded): reconnect and send again
 # rather than dead-letter. Every other code >= 0x80 refuses the message for good.
 RETRY_CODES = {0x91, 0x97}
