@@ -51,8 +51,9 @@ async def shoot(out: Path, language: str) -> None:
             try:
                 await asyncio.to_thread(d.get, PAGE)
                 await wait(d, lambda d: d.execute_script("return document.querySelectorAll('#devices li[data-state=connected]').length") == 2, 30)
-                shift = SHIFT[:-1]  # the operator stays logged in
-                for i, (text, _) in enumerate(shift):
+                # The shift (the operator stays logged in), then material until the panel is full.
+                shift = [text for text, _ in SHIFT[:-1]] + [f"]C1010950110102091721SN-{i:04d}" for i in range(8)]
+                for i, text in enumerate(shift):
                     if i == 1:
                         done = await asyncio.to_thread(cli, "context", "set", "-c", str(path), "--work-order", "WO-1001", "--operation", "OP10",
                                                        "--lot", "LOT-A42", "--operator", "op-7")

@@ -198,7 +198,7 @@ REASONS_ZH = {
     "operators_logout": "所有操作员已退出",
     "no_operators": "无人登录",
     "lot_set": "批次已设定",
-    "mes_authoritative": "工单由 MES 设定，扫描不能更改",
+    "mes_authoritative": "工单由 MES 或命令行设定，扫描不能更改",
     "missing_work_order": "缺少工单号",
     "invalid_identifier": "标识符无效",
     "internal_error": "网关内部错误：数据已保留",

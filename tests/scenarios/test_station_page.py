@@ -130,7 +130,7 @@ async def test_the_last_twenty_scans_are_kept_newest_first(tmp_path, broker, dri
             await scanned(driver, st.sim, f"]E0{i:013d}")
         await asyncio.to_thread(driver.refresh)  # what a browser that comes later sees: the gateway's memory
         await wait(driver, lambda d: len(d.find_elements("css selector", "#scans tr")) == 20, what="20 rows after a reload")
-        codes = [e.get_attribute("title") for e in driver.find_elements("css selector", "#scans td.code")]
+        codes = [e.get_attribute("data-value") for e in driver.find_elements("css selector", "#scans td.code")]
     assert codes == [f"]E0{i:013d}" for i in range(21, 1, -1)]
 
 

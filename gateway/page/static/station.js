@@ -56,9 +56,10 @@
     tr.dataset.reason = s.reason_code || "";
     tr.dataset.shown = Date.now();
     tr.append(el("td", "t", s.ts ? clock(s.ts) : ""));
-    const code = el("td", "code", s.value || "");
-    code.append(el("span", "device", s.device || ""));
-    code.title = s.value || "";
+    // A GS1 label reads better decoded than as its element string: what tells labels apart first.
+    const code = el("td", "code", s.gtin ? [s.serial, s.batch_lot, s.gtin].filter(Boolean).join(" · ") : s.value || "");
+    code.dataset.value = s.value || "";
+    code.title = (s.device ? s.device + ": " : "") + (s.value || "");
     tr.append(code);
     const outcome = el("td", "o");
     outcome.append(el("span", "badge", word("s_", s.status)));
