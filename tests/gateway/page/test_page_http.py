@@ -8,6 +8,7 @@ import asyncio
 import aiohttp
 import orjson
 import pytest
+import yaml
 
 from gateway.ops.http import COOKIE
 from simulators.broker import free_port
@@ -155,3 +156,34 @@ async def test_a_stop_ends_the_event_streams_at_once(tmp_path, broker):
         assert [e async for e in stream] == []  # the stream was ended by the server
     sim.unplug()
     assert took < 1.0, took
+
+
+async def test_each_station_has_its_page_and_hears_only_its_own_scans(tmp_path, broker):
+    sim, port, path = setup(tmp_path, broker)
+    doc = yaml.safe_load(path.read_text())
+    doc["gateway"]["stations"].append({"name": "st20", "description": "packing"})
+    doc["devices"][0]["station"] = "st10"
+    path.write_text(yaml.safe_dump(doc))
+    base = f"http://127.0.0.1:{port}"
+    async with InProcess(path), aiohttp.ClientSession() as s:
+        async with s.get(f"{base}/station/st20") as r:
+            page = await r.text()
+        assert 'href="/station/st10"' in page and 'class=here>st20<' in page and "packing" in page
+        async with s.get(f"{base}/api/events?station=st20") as quiet, s.get(f"{base}/api/events?station=st10") as busy:
+            other, mine = events(quiet), events(busy)
+            assert (await until(other, "health"))["devices"] == []
+            await until(mine, "health", lambda h: [d["state"] for d in h["devices"]] == ["connected"])
+            sim.scan("]C0WO-2024-0042")
+            assert (await until(mine, "scan"))["reason_code"] == "work_order_started"
+            await until(mine, "context", lambda c: c["work_order"] == "WO-2024-0042")
+            # st20 hears its health tick, and nothing of st10's scan or context
+            assert [name async for name, _ in _take(other, 2)] == ["health", "health"]
+        async with s.get(f"{base}/api/state?station=st20") as r:
+            assert (await r.json())["scans"] == []
+    sim.unplug()
+
+
+async def _take(stream, n: int):
+    async with asyncio.timeout(10):
+        for _ in range(n):
+            yield await anext(stream)
