@@ -37,7 +37,7 @@ def driver():
 class Station:
     """A gateway process with one serial scanner (and `devices`), its HTTP server on a free port."""
 
-    def __init__(self, tmp_path, broker, devices=(), **page):
+    def __init__(self, tmp_path, broker, devices=(), http=None, **page):
         (tmp_path / "bom.csv").write_text(f"work_order,code\nWO-2024-0042,{GTIN}\n")
         self.sim = SerialScanner(tmp_path / "scanner0")
         self.port = free_port()
@@ -47,7 +47,7 @@ class Station:
         dev = {"kind": "scanner_serial", "name": "scanner1", "port": str(tmp_path / "scanner0"), "feedback": "honeywell",
                "partial_timeout": 0.3, "backoff_initial": 0.05, "backoff_max": 0.2}
         extra = {"page": page} if page else {}
-        self.path = write_config(tmp_path, broker.port, [dev, *devices], gateway=station, http={"port": self.port}, **extra)
+        self.path = write_config(tmp_path, broker.port, [dev, *devices], gateway=station, http={"port": self.port, **(http or {})}, **extra)
         self.gw = Process(self.path, tmp_path / "gateway.log")
         self.url = f"http://127.0.0.1:{self.port}/station/st10"
 
@@ -185,6 +185,21 @@ async def test_the_broker_and_the_buffer_as_the_gateway_sees_them(tmp_path, brok
         await wait(driver, lambda d: rows(d) >= 3, what="the records waiting in the buffer")  # two scans and the context event
         broker.start()
         await wait(driver, lambda d: (sink(d) or [""])[0] == "connected" and rows(d) == 0, timeout=20, what="the buffer emptied")
+
+
+async def test_a_token_given_once_opens_the_live_page(tmp_path, broker, driver):
+    (tmp_path / "token").write_text("panel-token-5\n")
+    async with Station(tmp_path, broker, http={"token_file": str(tmp_path / "token")}) as st:
+        await asyncio.to_thread(driver.delete_all_cookies)
+        await asyncio.to_thread(driver.get, st.url)
+        assert "token is required" in driver.find_element("tag name", "body").text
+        await asyncio.to_thread(driver.get, st.url + "?token=panel-token-5")
+        assert driver.current_url == st.url  # the token left the address bar
+        await wait(driver, lambda d: js(d, "return document.querySelector('#devices li[data-state=connected]') !== null"),
+                   what="the live page, its event stream opened with the cookie")
+        row = await scanned(driver, st.sim, "]C0WO-2024-0042")
+        await asyncio.to_thread(driver.delete_all_cookies)
+    assert row["status"] == "accepted"
 
 
 async def test_labels_in_simplified_chinese(tmp_path, broker, driver):
