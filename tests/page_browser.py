@@ -25,7 +25,10 @@ def browser(size: tuple[int, int] = SIZE):
     opts.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                 "--disable-background-networking", "--disable-component-update", "--disable-default-apps",
-                "--disable-sync", "--lang=en-US", "--force-device-scale-factor=1", f"--window-size={size[0]},{size[1]}"):
+                "--disable-sync", "--disable-domain-reliability", "--no-pings", "--lang=en-US", "--force-device-scale-factor=1",
+                # Nothing but loopback: no name resolves, and anything else would go to a proxy that is not there.
+                "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1", "--proxy-server=127.0.0.1:9",
+                f"--window-size={size[0]},{size[1]}"):
         opts.add_argument(arg)
     d = webdriver.Chrome(service=Service(DRIVER), options=opts)
     # --window-size sets the outer window; make the page itself SIZE, as on the panel.
