@@ -129,8 +129,9 @@ async def pipeline(devices: list[dict[str, Any]], seconds: float, mqtt: dict[str
         sock = tmp / "control.sock"
         log = open(tmp / "gateway.log", "wb")
         # BENCH_PROFILE=<file>: run the gateway under cProfile (slower; for where the time goes, not for figures).
-        profile = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
-        gw = subprocess.Popen([sys.executable, *profile, "-m", "gateway", "run", "-c", str(path)], cwd=ROOT, stdout=log, stderr=log)
+        prof = os.environ.get("BENCH_PROFILE")
+        argv = ["bench/profiled.py", prof] if prof else ["-m", "gateway"]
+        gw = subprocess.Popen([sys.executable, *argv, "run", "-c", str(path)], cwd=ROOT, stdout=log, stderr=log)
         try:
             ps = psutil.Process(gw.pid)
             await _wait_status(sock, gw)
