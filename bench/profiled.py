@@ -3,7 +3,6 @@ of a loaded machine): `python bench/profiled.py OUT.prof run -c gateway.yaml`. T
 written when the gateway stops (SIGTERM)."""
 
 import cProfile
-import signal
 import sys
 import time
 

@@ -60,7 +60,7 @@ import orjson
 import structlog
 
 from gateway.capture.feed import Reader
-from gateway.capture.files import BufferLocked, create_private, make_dirs, take_lock
+from gateway.capture.files import create_private, make_dirs, take_lock
 from gateway.config import BufferConfig, JournalConfig
 from gateway.errors import BufferError
 from gateway.journal import retention
