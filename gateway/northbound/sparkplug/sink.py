@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 import aiomqtt
 import orjson
+import paho.mqtt.client as mqtt
 import structlog
 from google.protobuf.message import DecodeError
 
@@ -153,7 +154,7 @@ class SparkplugSink:
             protocol=aiomqtt.ProtocolVersion.V5 if v5 else aiomqtt.ProtocolVersion.V311,
             # Sparkplug sessions start clean (3.1.1 clean session; MQTT 5 clean start, no expiry).
             clean_session=None if v5 else True,
-            clean_start=True,
+            clean_start=True if v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
             will=aiomqtt.Will(self.topics["NDEATH"], pl.ndeath(self.bd_seq, _ms()), qos=1, retain=False),
             keepalive=m.keepalive,
             timeout=max(10.0, m.keepalive),
