@@ -13,6 +13,7 @@ from pydantic import Field
 
 from gateway.device import NAME
 from gateway.northbound.settings import MqttConfig
+from gateway.northbound.sparkplug.config import SparkplugConfig
 
 
 class JsonSinkConfig(MqttConfig):
@@ -22,4 +23,4 @@ class JsonSinkConfig(MqttConfig):
     name: str = Field(default="mqtt", pattern=NAME, description="The sink's name: its cursor in the capture log.")
 
 
-SinkConfig = Annotated[Union[JsonSinkConfig], Field(discriminator="kind")]
+SinkConfig = Annotated[Union[JsonSinkConfig, SparkplugConfig], Field(discriminator="kind")]

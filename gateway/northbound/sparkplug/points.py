@@ -61,8 +61,13 @@ def plain(value: Any, dt: int) -> Any:
     return orjson.dumps(value).decode()
 
 
+_LAST_TS = ["", 0]  # a one-entry cache: the records of a poll share their ts
+
+
 def millis(iso: str) -> int:
-    return round(datetime.fromisoformat(iso).timestamp() * 1000)
+    if iso != _LAST_TS[0]:
+        _LAST_TS[:] = iso, round(datetime.fromisoformat(iso).timestamp() * 1000)
+    return _LAST_TS[1]
 
 
 def context_props(rec: dict[str, Any]) -> dict[str, tuple[int, Any]]:
@@ -75,26 +80,43 @@ def points(seq: int, rec: dict[str, Any]) -> list[Point]:
     ts = millis(rec["ts"])
     if kind == CONTEXT:
         return [_context(seq, rec, ts, name, key) for name, key in CONTEXT_FIELDS]
-    props = {"Quality": (INT32, QUALITY.get(rec.get("quality"), 0)), **context_props(rec)}
-    if rec.get("unit") is not None:
-        props["engUnit"] = (STRING, rec["unit"])
-    if rec.get("reason") is not None:
-        props["reason"] = (STRING, str(rec["reason"]))
+    props = _props(rec.get("quality"), rec.get("unit"), rec.get("reason"), rec.get("work_order"), rec.get("lot"), rec.get("context_id"))
     value = rec.get("value")
     if kind == ALARM:
         name = f"Alarms/{rec['device']}/{rec['tag']}/{rec.get('alarm')}"
+        props = dict(props)
         props["value"] = (DOUBLE, float(value)) if isinstance(value, (int, float)) and not isinstance(value, bool) else (STRING, plain(value, STRING))
         for key in ("severity", "limit"):
             if rec.get(key) is not None:
                 props[key] = (STRING, str(rec[key]))
         return [Point(seq, name, BOOLEAN, rec.get("state") == "raised", ts, props)]
     if kind in FOLDER:
+        props = dict(props)
         props["status"] = (STRING, rec.get("status"))
         props["reason_code"] = (STRING, rec.get("reason_code"))
         name = f"{FOLDER[kind]}/{rec['device']}/{rec['tag']}"
         return [Point(seq, name, STRING, plain(value, STRING), ts, props)]
     dt = datatype(value)  # None: a null value, of the type the metric has (UNKNOWN until it has one)
     return [Point(seq, str(rec["tag"]), dt or UNKNOWN, plain(value, dt) if dt else None, ts, props)]
+
+
+_PROPS: dict[tuple, dict[str, tuple[int, Any]]] = {}
+
+
+def _props(quality: Any, unit: Any, reason: Any, work_order: Any, lot: Any, context_id: Any) -> dict[str, tuple[int, Any]]:
+    """The properties of a value; one shared dict per combination (values of a poll have the same),
+    which callers copy before they add to it."""
+    key = (quality, unit, reason, work_order, lot, context_id)
+    props = _PROPS.get(key)
+    if props is None:
+        if len(_PROPS) > 4096:
+            _PROPS.clear()
+        props = _PROPS[key] = {"Quality": (INT32, QUALITY.get(quality, 0)), "work_order": (STRING, work_order), "lot": (STRING, lot), "context_id": (STRING, context_id)}
+        if unit is not None:
+            props["engUnit"] = (STRING, unit)
+        if reason is not None:
+            props["reason"] = (STRING, str(reason))
+    return props
 
 
 def _context(seq: int, rec: dict[str, Any], ts: int, name: str, key: str) -> Point:

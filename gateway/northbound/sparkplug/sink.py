@@ -416,6 +416,8 @@ class SparkplugSink:
 def delta(sent: dict[str, tuple[int, Any]], props: dict[str, tuple[int, Any]]) -> dict[str, tuple[int, Any]]:
     """Properties of a live value that changed since the metric's last value: a host applies them
     in order (a birth carries them all, and so does every historical value)."""
+    if sent == props:
+        return {}
     return {k: v for k, v in props.items() if sent.get(k) != v}
 
 
