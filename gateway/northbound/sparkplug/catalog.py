@@ -49,5 +49,4 @@ class Catalog:
         return m, True
 
     def sent(self, m: Metric, p: Point) -> None:
-        m.value, m.ts = p.value, p.ts
-        m.props.update(p.props)
+        m.value, m.ts, m.props = p.value, p.ts, p.props  # props dicts are shared, never changed

@@ -414,11 +414,16 @@ class SparkplugSink:
 
 
 def delta(sent: dict[str, tuple[int, Any]], props: dict[str, tuple[int, Any]]) -> dict[str, tuple[int, Any]]:
-    """Properties of a live value that changed since the metric's last value: a host applies them
-    in order (a birth carries them all, and so does every historical value)."""
+    """Properties of a live value that changed since the metric's last value, a property it no
+    longer has as null: a host applies them in order (a birth carries them all, and so does every
+    historical value)."""
     if sent == props:
         return {}
-    return {k: v for k, v in props.items() if sent.get(k) != v}
+    changed = {k: v for k, v in props.items() if sent.get(k) != v}
+    for k, (datatype, value) in sent.items():
+        if k not in props and value is not None:
+            changed[k] = (datatype, None)
+    return changed
 
 
 def ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:

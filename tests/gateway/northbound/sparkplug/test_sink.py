@@ -117,6 +117,23 @@ async def test_births_then_data_with_aliases_seq_and_properties(broker):
         assert sink.health()["state"] == "online" and feed.state == {"bdSeq": "0"}
 
 
+async def test_a_live_value_carries_the_properties_that_changed_and_nulls_those_gone(broker):
+    feed = MemoryFeed()
+    async with Host(broker.port, GROUP, host_id=None) as host, running(broker, feed) as sink:
+        await eventually(lambda: sink.state == "online")
+        feed.add([1.0])
+        feed.add([None], quality="bad", reason="timeout")
+        feed.add([2.0])
+        feed.add([3.0], lot="L2")
+        await host.wait(lambda b: len(b.values) == 4)
+        props = [v.props for v in host.books.values]
+        assert props[1] == {"Quality": 0, "reason": "timeout"} and host.books.values[1].value is None
+        assert props[2] == {"Quality": 192}  # and reason null: esio's decoder leaves null properties out
+        assert host.books.values[2].props == {"Quality": 192} and props[3] == {"lot": "L2"}
+        reason = host.books.of("DDATA")[2].payload.metrics[0].properties
+        assert list(reason.keys) == ["Quality", "reason"] and reason.values[1].is_null
+
+
 async def test_a_new_metric_or_datatype_births_the_device_again(broker):
     feed = MemoryFeed()
     async with Host(broker.port, GROUP, host_id=None) as host, running(broker, feed):
@@ -243,3 +260,30 @@ async def test_bdseq_is_kept_across_restarts():
 @pytest.mark.parametrize(("seqs", "expected"), [([1, 2, 3], [(1, 3)]), ([1, 3, 4], [(1, 1), (3, 4)]), ([], [])])
 def test_ranges(seqs, expected):
     assert ranges(seqs) == expected
+
+
+@pytest.mark.parametrize("offline_first", [False, True])
+async def test_a_fence_acknowledges_its_batch_unless_the_host_went_offline_before_it(offline_first):
+    """The cursor rule on its own: the STATE that arrives before the UNSUBACK withholds the batch."""
+    feed = MemoryFeed()
+    sink = SparkplugSink(SparkplugConfig(host="127.0.0.1", group_id=GROUP, primary_host_id="scada"), NODE, {})
+    unsuback, out = asyncio.Event(), asyncio.Event()
+
+    class Connection:
+        async def unsubscribe(self, topic):
+            assert topic == f"spBv1.0/{GROUP}/FENCE/{NODE}"
+            out.set()
+            await unsuback.wait()
+
+    class State:
+        topic, payload = "spBv1.0/STATE/scada", orjson.dumps({"online": False, "timestamp": 5})
+
+    window = asyncio.Semaphore(1)
+    await window.acquire()
+    task = asyncio.create_task(sink._settle(Connection(), feed, window, [([1, 2], None), ([3], None)], sink.epoch))
+    await out.wait()
+    if offline_first:
+        sink._on_state(None, None, State)
+    unsuback.set()
+    await task
+    assert feed.settled == (set() if offline_first else {1, 2, 3}) and not window.locked()
