@@ -108,7 +108,7 @@ class SparkplugSink:
 
     async def goodbye(self) -> None:
         """On a clean stop, say NDEATH ourselves: a clean DISCONNECT discards the Will."""
-        if self.client is not None and self.state in ("online", "waiting for host"):
+        if self.client is not None and self.state in ("connected", "waiting for host"):
             await self._ndeath()
 
     async def run(self, feed: Feed) -> None:
@@ -213,7 +213,7 @@ class SparkplugSink:
                 await self.wake.wait()
             self._births()
             self.live_since = time.time()
-            self._set("online", None)
+            self._set("connected", None)
             while True:
                 if not self.host["online"]:
                     raise HostOffline
@@ -374,7 +374,7 @@ class SparkplugSink:
             self.counts["commands_refused"] += 1
             log.warning("sparkplug_command_refused", topic=msg.topic, reason=f"not a Sparkplug B payload: {describe(exc)}")
             return
-        if asked and self.state == "online":
+        if asked and self.state == "connected":
             self.rebirth = True  # many requests before the pump runs are one rebirth
             self.wake.set()
 
@@ -407,8 +407,8 @@ class SparkplugSink:
             return
         self.state, self.since, self.reason = state, time.time(), reason
         fields = {"sink": self.name, "broker": f"{self.cfg.host}:{self.cfg.effective_port}", "bdSeq": self.bd_seq}
-        if state == "online":
-            log.info("sparkplug_online", **fields)
+        if state == "connected":
+            log.info("sparkplug_connected", **fields)
         else:
             log.warning(f"sparkplug_{state.replace(' ', '_')}", reason=reason, **fields)
 

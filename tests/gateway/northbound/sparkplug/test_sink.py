@@ -102,7 +102,7 @@ def values(books, name="temp"):
 async def test_births_then_data_with_aliases_seq_and_properties(broker):
     feed = MemoryFeed()
     async with Host(broker.port, GROUP, host_id=None) as host, running(broker, feed) as sink:
-        await eventually(lambda: sink.state == "online")
+        await eventually(lambda: sink.state == "connected")
         feed.add([1.5, 2.5, 3.5])
         await host.wait(lambda b: len(b.values) == 3, what="three values")
         b = host.books
@@ -114,13 +114,13 @@ async def test_births_then_data_with_aliases_seq_and_properties(broker):
         assert first == {"Quality": 192, "work_order": "WO-1", "lot": "L1", "context_id": "c1", "engUnit": "degC"}
         assert later == {}  # live values carry what changed since the metric's last value
         await eventually(lambda: feed.cursor == 3, what="the fence acknowledging the batch")
-        assert sink.health()["state"] == "online" and feed.state == {"bdSeq": "0"}
+        assert sink.health()["state"] == "connected" and feed.state == {"bdSeq": "0"}
 
 
 async def test_a_live_value_carries_the_properties_that_changed_and_nulls_those_gone(broker):
     feed = MemoryFeed()
     async with Host(broker.port, GROUP, host_id=None) as host, running(broker, feed) as sink:
-        await eventually(lambda: sink.state == "online")
+        await eventually(lambda: sink.state == "connected")
         feed.add([1.0])
         feed.add([None], quality="bad", reason="timeout")
         feed.add([2.0])
@@ -213,7 +213,7 @@ async def test_primary_host_gates_births_and_its_outage_makes_data_historical(br
         await host.wait(lambda b: len(b.values) == 4, what="the data of the outage")
         assert host.books.bd_seqs == [0, 1] and [v.historical for v in host.books.values[2:]] == [True, True]
         assert values(host.books) == [1.0, 2.0, 3.0, 4.0]
-        await eventually(lambda: sink.state == "online")
+        await eventually(lambda: sink.state == "connected")
         feed.add([5.0])
         await host.wait(lambda b: len(b.values) == 5)
         assert host.books.values[-1].historical is False
@@ -229,7 +229,7 @@ async def test_an_older_offline_state_is_ignored(broker):
         await host.wait(lambda b: len(b.of("NBIRTH")) == 2)
         feed.add([2.0])
         await host.wait(lambda b: len(b.values) == 2)
-        assert sink.connects == 1 and sink.state == "online" and host.books.bd_seqs == [0, 0]
+        assert sink.connects == 1 and sink.state == "connected" and host.books.bd_seqs == [0, 0]
 
 
 async def test_broker_outage_replays_as_historical_with_a_new_bdseq_at_qos_1(broker):
@@ -237,7 +237,7 @@ async def test_broker_outage_replays_as_historical_with_a_new_bdseq_at_qos_1(bro
     # the QoS 1 option and a persistent host session close that gap.
     feed = MemoryFeed()
     async with Host(broker.port, GROUP, persistent=True) as host, running(broker, feed, primary_host_id="scada", data_qos=1) as sink:
-        await eventually(lambda: sink.state == "online")
+        await eventually(lambda: sink.state == "connected")
         feed.add([1.0])
         await host.wait(lambda b: len(b.values) == 1)
         await eventually(lambda: feed.cursor == 1)
