@@ -56,8 +56,10 @@ class Books:
 
 
 class Host:
-    def __init__(self, port: int, group: str, host_id: str | None = "scada", qos: int = 1, persistent: bool = False):
-        """`persistent`: a session the broker keeps (and queues QoS 1 messages for) across reconnects."""
+    def __init__(self, port: int, group: str, host_id: str | None = "scada", qos: int = 1, persistent: bool = False, reconnect: float = 0.1):
+        """`persistent`: a session the broker keeps (and queues QoS 1 messages for) across reconnects;
+        `reconnect`: seconds between connection attempts."""
+        self.reconnect = reconnect
         self.port = port
         self.persistent = persistent
         self.group = group
@@ -101,7 +103,7 @@ class Host:
                         self._take(str(msg.topic), bytes(msg.payload), msg.qos, bool(msg.retain))
             except aiomqtt.MqttError:
                 self.client = None
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(self.reconnect)
 
     @staticmethod
     def _state(online: bool) -> bytes:

@@ -31,6 +31,12 @@ class SparkplugConfig(MqttConfig):
         pattern=SPARKPLUG_ID,
         description="Primary host application id: no births nor data until spBv1.0/STATE/<id> says online; data of the time it was offline follows as historical.",
     )
+    host_grace: float = Field(
+        default=5.0,
+        ge=0,
+        le=300,
+        description="After a reconnect, how long to wait for the primary host to announce itself anew when the only STATE is the retained one already known (a broker restart: the host has not resubscribed yet); then that STATE is trusted.",
+    )
     station_device: str = Field(
         default="station-{station}",
         pattern=r"^[^/#+\s]*\{station\}[^/#+\s]*$",

@@ -16,6 +16,7 @@ sent again later, as historical. With `data_qos: 1` each message's PUBACK acknow
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -67,6 +68,7 @@ class SparkplugSink:
         self.epoch = 0  # bumped whenever what was sent may not reach the host: pending batches are not acknowledged
         self.live_since = float("inf")  # records captured before this are historical
         self.host: dict[str, Any] = {"online": cfg.primary_host_id is None, "timestamp": 0}
+        self.stale_until = 0.0  # monotonic time until which a re-found retained STATE is not trusted
         self.rebirth = False
         self.wake = asyncio.Event()
         self.counts = {"messages": 0, "points": 0, "births": 0, "rebirths": 0, "historical": 0, "acked": 0, "commands_refused": 0}
@@ -208,9 +210,7 @@ class SparkplugSink:
         window = asyncio.Semaphore(FENCES)
         pending: asyncio.Future | None = None
         try:
-            while not self.host["online"]:
-                self.wake.clear()
-                await self.wake.wait()
+            await self._host_online()
             self._births()
             self.live_since = time.time()
             self._set("connected", None)
@@ -236,6 +236,13 @@ class SparkplugSink:
         finally:
             if pending is not None:
                 pending.cancel()
+
+    async def _host_online(self) -> None:
+        while not (self.host["online"] and time.monotonic() >= self.stale_until):
+            self.wake.clear()
+            wait = self.stale_until - time.monotonic() if self.host["online"] else None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), wait)
 
     # -- publishing (synchronous: one call, one message on the wire, in order) ---------------
 
@@ -389,6 +396,10 @@ class SparkplugSink:
             return
         if ts < self.host["timestamp"]:
             return  # an older STATE than the one we follow
+        # The retained STATE we already followed, found again on a new connection: the host may not
+        # be subscribed (yet) after a broker restart; give it `host_grace` to say it anew.
+        again = bool(msg.retain) and online and ts == self.host["timestamp"]
+        self.stale_until = time.monotonic() + self.cfg.host_grace if again else 0.0
         self.host.update(online=online, timestamp=ts)
         if not online:
             self.epoch += 1

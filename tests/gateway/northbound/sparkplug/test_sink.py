@@ -250,6 +250,27 @@ async def test_broker_outage_replays_as_historical_with_a_new_bdseq_at_qos_1(bro
         assert not host.books.gaps and all(m.qos == 1 for m in host.books.of("DDATA"))
 
 
+async def test_after_a_broker_crash_the_node_waits_for_its_host_to_announce_itself_anew(broker):
+    # A broker that crashes publishes no Will: the host's retained online STATE comes back from its
+    # persistence file, though the host is not subscribed yet (it reconnects 1 s later).
+    feed = MemoryFeed()
+    async with Host(broker.port, GROUP, reconnect=1.0) as host, running(broker, feed, primary_host_id="scada", host_grace=20) as sink:
+        await eventually(lambda: sink.state == "connected")
+        announced = time.time()
+        feed.add([1.0])
+        await host.wait(lambda b: len(b.values) == 1)
+        db = broker.folder / "mosquitto.db"
+        await eventually(lambda: db.exists() and db.stat().st_mtime > announced + 0.1, what="the broker saving the retained STATE")
+        broker.proc.kill()
+        broker.proc.wait()
+        await eventually(lambda: sink.state == "disconnected")
+        feed.add([2.0, 3.0])
+        broker.start()
+        await host.wait(lambda b: len(b.values) == 3, timeout=15, what="the replay, after the host's new STATE")
+        assert host.books.bd_seqs == [0, 1] and [v.historical for v in host.books.values] == [False, True, True]
+        assert not host.books.gaps and sink.connects == 2
+
+
 async def test_bdseq_is_kept_across_restarts():
     feed = MemoryFeed()
     feed.remember("bdSeq", "255")
@@ -276,6 +297,7 @@ async def test_a_fence_acknowledges_its_batch_unless_the_host_went_offline_befor
             await unsuback.wait()
 
     class State:
+        retain = False
         topic, payload = "spBv1.0/STATE/scada", orjson.dumps({"online": False, "timestamp": 5})
 
     window = asyncio.Semaphore(1)
