@@ -139,7 +139,7 @@ def prefill(db_path: Path, rows: int) -> None:
     gw = Gateway(db_path.parent, 1, 0)  # create the schema by starting the gateway once, no devices
     gw.start()
     gw.stop()
-    origin = Origin("bench", "s", "a", "l", "st1", "load", "synthetic", "shopfloor")
+    origin = Origin("bench", "s", "a", "l", "st1", "load", "synthetic")
     ctx = Context("st1")
     topic = origin.topic("telemetry")
     now = time.time()

@@ -158,7 +158,7 @@ async def supervise(cfg: Any, pipeline: Pipeline, health: Health, build=None) ->
                 # submit() never raises: a failure after the driver is captured there as a bad record.
                 ticket, outcome = pipeline.submit(origin, r)
                 if r.ack is not None:
-                    await pipeline.outbox.committed(ticket)
+                    await pipeline.committed(ticket)
                     await r.ack(outcome or {"status": "accepted", "reason_code": None})
         except StopAsyncIteration:
             _state(health, "finished", None)

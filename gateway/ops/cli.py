@@ -273,10 +273,10 @@ async def ask(cfg, req: dict[str, Any], timeout: float = TIMEOUT) -> dict[str, A
 async def opened(cfg):
     """The buffer file opened by this command, with no daemon listening: under its lock, so never
     a buffer that a daemon holds (one that is starting, or stuck before its control socket)."""
-    from gateway.capture.outbox import BufferLocked, Outbox
+    from gateway.capture.log import BufferLocked, Log
 
     try:
-        box = Outbox(cfg.buffer)
+        box = Log(cfg.buffer, [s.name for s in cfg.northbound], cfg.journal)
         await box.__aenter__()
     except BufferLocked:
         raise Unavailable(
@@ -290,7 +290,7 @@ async def opened(cfg):
 
 
 async def ask_or_open(cfg, req: dict[str, Any], timeout: float, handle) -> dict[str, Any]:
-    """Ask the running daemon; without one, `handle(outbox, req)` on the file opened here."""
+    """Ask the running daemon; without one, `handle(log, req)` on the file opened here."""
     rsp = await ask(cfg, req, timeout)
     if rsp is not None:
         return rsp

@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import aiomqtt
@@ -30,7 +29,7 @@ from google.protobuf.message import DecodeError
 from gateway.capture.supervisor import backoff
 from gateway.errors import Traced, describe
 from gateway.model import TELEMETRY
-from gateway.northbound.mqtt import PahoHooks, broker_tls, explain
+from gateway.northbound.mqtt import PahoHooks, explain, runs, tls_context
 from gateway.northbound.sink import Chunk, Feed
 from gateway.northbound.sparkplug import payload as pl
 from gateway.northbound.sparkplug.catalog import Catalog
@@ -160,7 +159,7 @@ class SparkplugSink:
             will=aiomqtt.Will(self.topics["NDEATH"], pl.ndeath(self.bd_seq, _ms()), qos=1, retain=False),
             keepalive=m.keepalive,
             timeout=max(10.0, m.keepalive),
-            tls_context=broker_tls(m) if m.tls else None,
+            tls_context=tls_context(m) if m.tls else None,
             max_inflight_messages=m.max_inflight,
         )
 
@@ -356,10 +355,10 @@ class SparkplugSink:
                 return  # the host went offline before the broker took these: send them again, historical
             for (seqs, _), code in zip(sent, codes):
                 if code is not None and code.is_failure:
-                    for first, last in ranges(seqs):
+                    for first, last in runs(seqs):
                         feed.dead(first, last, f"the broker refused the message: PUBACK reason code 0x{code.value:02X} ({code})")
                     continue
-                for first, last in ranges(seqs):
+                for first, last in runs(seqs):
                     feed.ack(first, last)
                 self.counts["acked"] += len(seqs)
         finally:
@@ -435,17 +434,6 @@ def delta(sent: dict[str, tuple[int, Any]], props: dict[str, tuple[int, Any]]) -
         if k not in props and value is not None:
             changed[k] = (datatype, None)
     return changed
-
-
-def ranges(seqs: Iterable[int]) -> list[tuple[int, int]]:
-    """Sorted seqs as contiguous (first, last) ranges."""
-    out: list[list[int]] = []
-    for s in seqs:
-        if out and s == out[-1][1] + 1:
-            out[-1][1] = s
-        else:
-            out.append([s, s])
-    return [(a, b) for a, b in out]
 
 
 def _ms() -> int:

@@ -11,7 +11,7 @@ from gateway.capture.record import SCHEMA, Origin, context_event, context_fields
 from gateway.model import ALARM, SCAN, Reading
 from gateway.station.context import Change, Context, apply
 
-ORIGIN = Origin("gw-1", "plant1", "assembly", "line1", "st10", "press1", "modbus", "shopfloor")
+ORIGIN = Origin("gw-1", "plant1", "assembly", "line1", "st10", "press1", "modbus")
 T = 1_767_225_600.25  # 2026-01-01T00:00:00.25Z
 NOW = T + 2
 

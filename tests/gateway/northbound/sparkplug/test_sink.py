@@ -15,7 +15,7 @@ import pytest
 
 from gateway.northbound.sink import Chunk
 from gateway.northbound.sparkplug.config import SparkplugConfig
-from gateway.northbound.sparkplug.sink import SparkplugSink, ranges
+from gateway.northbound.sparkplug.sink import SparkplugSink
 from tests.conftest import eventually
 from tests.sparkplug_host import Host
 
@@ -276,11 +276,6 @@ async def test_bdseq_is_kept_across_restarts():
     feed.remember("bdSeq", "255")
     sink = SparkplugSink(SparkplugConfig(host="127.0.0.1", group_id=GROUP), NODE, {})
     assert sink._next_bd_seq(feed) == 0 and sink._next_bd_seq(feed) == 1 and feed.recall("bdSeq") == "1"
-
-
-@pytest.mark.parametrize(("seqs", "expected"), [([1, 2, 3], [(1, 3)]), ([1, 3, 4], [(1, 1), (3, 4)]), ([], [])])
-def test_ranges(seqs, expected):
-    assert ranges(seqs) == expected
 
 
 @pytest.mark.parametrize("offline_first", [False, True])
