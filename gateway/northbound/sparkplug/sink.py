@@ -230,6 +230,9 @@ class SparkplugSink:
                 if pending.done():
                     chunks, pending = pending.result(), None
                     await window.acquire()
+                    if not self.host["online"]:
+                        window.release()
+                        raise HostOffline  # these chunks go again, after a rewind
                     sent = self._forward(feed, chunks)
                     tg.create_task(self._settle(client, feed, window, sent, self.epoch))
         finally:
