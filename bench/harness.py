@@ -28,6 +28,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from gateway.driver import each  # noqa: E402
 from gateway.ops import control  # noqa: E402
 from tests.conftest import Broker  # noqa: E402
 
@@ -128,7 +129,9 @@ async def pipeline(devices: list[dict[str, Any]], seconds: float, mqtt: dict[str
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         sock = tmp / "control.sock"
         log = open(tmp / "gateway.log", "wb")
-        gw = subprocess.Popen([sys.executable, "-m", "gateway", "run", "-c", str(path)], cwd=ROOT, stdout=log, stderr=log)
+        # BENCH_PROFILE=<file>: run the gateway under cProfile (slower; for where the time goes, not for figures).
+        profile = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
+        gw = subprocess.Popen([sys.executable, *profile, "-m", "gateway", "run", "-c", str(path)], cwd=ROOT, stdout=log, stderr=log)
         try:
             ps = psutil.Process(gw.pid)
             await _wait_status(sock, gw)
@@ -185,14 +188,15 @@ async def driver_alone(drivers: list[Any], seconds: float) -> None:
     async def consume(i: int, d: Any) -> None:
         await d.connect()
         try:
-            async for r in d.readings():
-                if first[i] is None:
-                    first[i] = r.tag
-                if measuring.is_set():
-                    counts[i] += 1
-                    bad[i] += r.quality != "good"
-                    if r.tag == first[i]:
-                        stamps[i].append(time.monotonic())
+            async for got in d.readings():
+                for r in each(got):
+                    if first[i] is None:
+                        first[i] = r.tag
+                    if measuring.is_set():
+                        counts[i] += 1
+                        bad[i] += r.quality != "good"
+                        if r.tag == first[i]:
+                            stamps[i].append(time.monotonic())
         finally:
             await d.aclose()
 

@@ -287,6 +287,25 @@ class Log:
             self._full.set()
         return self._batch
 
+    def extend(self, key: tuple, make: Callable[[], Batch], items: list[bytes], points: list[Point]) -> int:
+        """`put()` for the telemetry of one poll: its records join one batch in one step."""
+        b = self._joinable.get(key)
+        if b is None or len(b.items) + len(items) > CHUNK_ITEMS:
+            b = make()
+            self._pending.append(b)
+            self._joinable[key] = b
+        b.items.extend(items)
+        b.size += sum(map(len, items)) + len(items)
+        if b.points is not None:
+            b.points.extend(points)
+        self._records += len(items)
+        if not self._wake.is_set():
+            self._wake.set()
+            self._work.set()
+        if self._records >= self.cfg.commit_rows:
+            self._full.set()
+        return self._batch
+
     def set_context(self, station: str, state: dict) -> int:
         """Persist a station's context in the same transaction as the records queued with it."""
         self._context[station] = orjson.dumps(state).decode()
@@ -731,7 +750,8 @@ async def _checkpoint(db: aiosqlite.Connection | None) -> None:
     if db is None:
         return
     try:
-        await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        async with db.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cur:
+            await cur.fetchall()  # its row read, or the statement stays open and blocks the next COMMIT
     except sqlite3.Error:
         pass  # the disk is full for this too; the next failure or the recovery tries again
 

@@ -103,6 +103,26 @@ class Pipeline:
         except Exception as exc:  # noqa: BLE001 - the capture path's containment boundary (module doc)
             return self._salvage(origin, r, exc)
 
+    def submit_many(self, origin: Origin, rs: list[Reading]) -> int:
+        """Stamp and queue the readings of one poll; return the commit ticket. Telemetry under one
+        context shares one head and one row; anything else, or a failure, goes reading by reading."""
+        if not all(r.type is TELEMETRY for r in rs):
+            return max(self.submit(origin, r)[0] for r in rs)
+        try:
+            ctx = self.contexts[origin.station]
+            lines = []
+            points = []
+            last_ts = stamp_ts = None
+            for r in rs:
+                it = item(r, stamp_ts if r.ts == last_ts else None)
+                last_ts, stamp_ts = r.ts, it["ts"]
+                lines.append(encode(it))
+                points.append((r.tag, r.value, r.unit, r.quality == "good"))
+            self.read += len(rs)
+            return self.log.extend((origin.device, ctx.context_id, ctx.version), self._maker(origin, ctx), lines, points)
+        except Exception:  # noqa: BLE001 - handed to submit(), each reading in its own containment
+            return max(self.submit(origin, r)[0] for r in rs)
+
     async def committed(self, ticket: int) -> None:
         """Return once the record of `ticket` is captured (committed)."""
         await self.log.committed(ticket)
@@ -110,13 +130,16 @@ class Pipeline:
     def _telemetry(self, origin: Origin, r: Reading, ctx: Context) -> int:
         line = encode(item(r))
         point = (r.tag, r.value, r.unit, r.quality == "good")
+        return self.log.put((origin.device, ctx.context_id, ctx.version), self._maker(origin, ctx), line, point)
 
+    @staticmethod
+    def _maker(origin: Origin, ctx: Context) -> Callable[[], Batch]:
         def make() -> Batch:
             now = time.time()
             h = encode(head(TELEMETRY, origin, ctx, now))
             return Batch(TELEMETRY, origin.station, origin.device, ctx.context_id, False, h, [], now, len(h), [])
 
-        return self.log.put((origin.device, ctx.context_id, ctx.version), make, line, point)
+        return make
 
     def _whole(self, station: str, device: str, rec: dict[str, Any], data: bytes, now: float, urgent: bool = False) -> int:
         """Queue a record kept whole (a scan, an alarm, a context event): its own row, indexed."""

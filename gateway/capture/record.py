@@ -142,9 +142,10 @@ def head(r_type: str, o: Origin, ctx: Context, now: float) -> dict[str, Any]:
 HEAD_FIELDS = frozenset(head("telemetry", Origin("", "", "", "", "", "", ""), Context("x"), 0.0))
 
 
-def item(r: Reading) -> dict[str, Any]:
-    """The fields of one reading alone; its `fields` never override the head's or its own."""
-    it: dict[str, Any] = {"tag": r.tag, "value": r.value, "unit": r.unit, "quality": r.quality, "reason": r.reason, "ts": utc(r.ts)}
+def item(r: Reading, ts: datetime | None = None) -> dict[str, Any]:
+    """The fields of one reading alone; its `fields` never override the head's or its own.
+    `ts`: the reading's time, already converted (the readings of a poll share it)."""
+    it: dict[str, Any] = {"tag": r.tag, "value": r.value, "unit": r.unit, "quality": r.quality, "reason": r.reason, "ts": ts or utc(r.ts)}
     if r.raw is not None:
         it["raw"] = base64.b64encode(r.raw).decode()
     if r.fields:

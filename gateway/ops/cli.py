@@ -241,7 +241,9 @@ async def _status(cfg, timeout: float = TIMEOUT) -> dict[str, Any]:
                 "dead_letter_rows": box.stats.dead_rows,
                 "dead_letter_bytes": box.stats.dead_bytes,
             },
-            "counters": box.stats.counters,
+            "counters": {k: v for k, v in box.stats.counters.items() if k != "sinks"},
+            "sinks": {n: {"state": "not running", "cursor": r.cursor, "backlog": r.backlog, "acknowledged": r.acked,
+                          "dead_lettered": r.dead_lettered} for n, r in box.readers.items()},
             "contexts": await box.contexts(),
         }
 
@@ -333,6 +335,10 @@ def render_status(st: dict[str, Any]) -> str:
         out.append(line)
         for w in b.get("warnings") or []:
             out.append(f"warning {cut(w, 120)}")
+    sinks = st.get("sinks") or {}
+    if len(sinks) > 1 or not st.get("broker"):
+        for name, k in sinks.items():
+            out.append(f"sink    {name}: {k['state']}, {k['backlog']} to send, {k['acknowledged']} acknowledged, {k['dead_lettered']} dead-lettered")
     buf = st["buffer"]
     age = buf.get("oldest_unsent_age")
     line = f"buffer  {buf['rows']} rows, {_bytes(buf['bytes'])}, oldest unsent {'-' if age is None else f'{age:.1f}s'}"
@@ -340,6 +346,8 @@ def render_status(st: dict[str, Any]) -> str:
         line += f"; {_bytes(buf['disk_free'])} free on its disk"
     if buf.get("dead_letter_rows"):
         line += f"; {buf['dead_letter_rows']} dead letters ({_bytes(buf['dead_letter_bytes'])}): `dead-letter list`"
+    if buf.get("journal_rows") is not None:
+        line += f"; journal {buf['journal_rows']} rows, {_bytes(buf['journal_bytes'])}"
     out.append(line)
     out.append("counters " + ", ".join(f"{k}={v}" for k, v in st["counters"].items()))
     if cmds := st.get("commands"):

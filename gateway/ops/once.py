@@ -19,6 +19,7 @@ import orjson
 from gateway.capture.pipeline import Pipeline
 from gateway.config import Config
 from gateway.daemon import missing_parts
+from gateway.driver import each
 from gateway.errors import ConfigError, describe
 from gateway.northbound.mqtt import topic
 
@@ -70,14 +71,16 @@ async def read_round(d: Any, pipeline: Pipeline, wait: float) -> tuple[int, str 
         while True:
             try:
                 async with asyncio.timeout(QUIET if n else wait):
-                    r = await anext(it)
+                    got = each(await anext(it))
             except (TimeoutError, StopAsyncIteration):
                 break
-            if r.tag in seen:
+            fresh = [r for r in got if r.tag not in seen]
+            for r in fresh:
+                seen.add(r.tag)
+                pipeline.submit(origin, r)
+            n += len(fresh)
+            if len(fresh) < len(got):
                 break
-            seen.add(r.tag)
-            pipeline.submit(origin, r)
-            n += 1
         return n, None if n else f"no reading within {wait:g} s (an event-driven device, such as a scanner, sends only when used)"
     except TimeoutError:
         return n, f"connect timed out after {d.connect_timeout} s"
