@@ -73,6 +73,7 @@ class SparkplugSink:
         self.counts = {"messages": 0, "points": 0, "births": 0, "rebirths": 0, "historical": 0, "acked": 0, "commands_refused": 0}
         self.connects = 0
         self._traced = Traced()
+        self.noted: set[str] = set()  # events of bad incoming messages logged in the current run
         self.client: aiomqtt.Client | None = None
         self.hooks: PahoHooks | None = None
         g = cfg.group_id
@@ -381,8 +382,9 @@ class SparkplugSink:
             asked = pl.rebirth_asked(msg.payload)
         except DecodeError as exc:
             self.counts["commands_refused"] += 1
-            log.warning("sparkplug_command_refused", topic=msg.topic, reason=f"not a Sparkplug B payload: {describe(exc)}")
+            self._refused("sparkplug_command_refused", msg.topic, f"not a Sparkplug B payload: {describe(exc)}")
             return
+        self.noted.discard("sparkplug_command_refused")
         if asked and self.state == "connected":
             self.rebirth = True  # many requests before the pump runs are one rebirth
             self.wake.set()
@@ -391,11 +393,12 @@ class SparkplugSink:
         try:
             state = orjson.loads(msg.payload)
             online, ts = state["online"], state["timestamp"]
-            if not isinstance(online, bool) or not isinstance(ts, int):
+            if not isinstance(online, bool) or type(ts) is not int:
                 raise TypeError("online must be a boolean and timestamp an integer")
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-            log.warning("sparkplug_state_ignored", topic=msg.topic, reason=describe(exc))
+            self._refused("sparkplug_state_ignored", msg.topic, describe(exc))
             return
+        self.noted.discard("sparkplug_state_ignored")
         if ts < self.host["timestamp"]:
             return  # an older STATE than the one we follow
         # The retained STATE we already followed, found again on a new connection: the host may not
@@ -406,6 +409,12 @@ class SparkplugSink:
         if not online:
             self.epoch += 1
         self.wake.set()
+
+    def _refused(self, event: str, topic: str, reason: str) -> None:
+        """Log the first of a run of bad messages (anyone on the broker can send them), not each."""
+        if event not in self.noted:
+            self.noted.add(event)
+            log.warning(event, sink=self.name, topic=topic, reason=reason, hint="further ones are not logged until a good one arrives")
 
     # -- state ------------------------------------------------------------------------------
 
