@@ -63,6 +63,7 @@ class SparkplugSink:
         self.feed: Feed | None = None
         self.state, self.since, self.reason = "starting", time.time(), None
         self.bd_seq: int | None = None
+        self.bd_used = False  # a CONNECT with this bdSeq was accepted
         self.seq = 0
         self.epoch = 0  # bumped whenever what was sent may not reach the host: pending batches are not acknowledged
         self.live_since = float("inf")  # records captured before this are historical
@@ -171,7 +172,9 @@ class SparkplugSink:
         return bd
 
     async def _connection(self, feed: Feed) -> None:
-        self.bd_seq = self._next_bd_seq(feed)
+        # A new bdSeq for each session; an attempt that got no CONNACK made none, and its Will with it.
+        if self.bd_seq is None or self.bd_used:
+            self.bd_seq, self.bd_used = self._next_bd_seq(feed), False
         self.host["online"] = self.state_topic is None
         client = self._client()
         self.hooks = PahoHooks(client)
@@ -185,6 +188,7 @@ class SparkplugSink:
             client.pending_calls_threshold = 1 << 30
             self.client = client
             self.connects += 1
+            self.bd_used = True
             await client.subscribe(self.topics["NCMD"], qos=1)
             if self.state_topic:
                 await client.subscribe(self.state_topic, qos=1)
