@@ -1,4 +1,4 @@
-"""Capture-pipeline benchmark: the synthetic driver through the real outbox and a real mosquitto at QoS 1.
+"""Capture-pipeline benchmark: the synthetic driver through the real capture log and a real mosquitto at QoS 1.
 
     python bench/pipeline.py                  # all phases, about 2 minutes
     python bench/pipeline.py --quick          # shorter phases and a 200,000-row backlog
@@ -30,9 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gateway.ops import control  # noqa: E402
-from gateway.capture.record import Origin, encode, stamp  # noqa: E402
 from gateway.model import Reading  # noqa: E402
-from gateway.station.context import Context  # noqa: E402
 from simulators.broker import Broker  # noqa: E402
 
 
@@ -56,7 +54,7 @@ class Consumer:
 
 
 class Gateway:
-    def __init__(self, folder: Path, broker_port: int, rate: float, max_pack: int = 100):
+    def __init__(self, folder: Path, broker_port: int, rate: float, max_pack: int = 100, journal: dict | None = None):
         self.folder = folder
         self.cfg_path = folder / "gateway.yaml"
         self.socket = folder / "control.sock"
@@ -65,6 +63,7 @@ class Gateway:
             "mqtt": {"host": "127.0.0.1", "port": broker_port, "max_pack": max_pack, "max_inflight": 64},
             "buffer": {"path": str(folder / "buffer.db")},
             "log": {"format": "json"},
+            "journal": journal or {},
             "devices": [{"kind": "synthetic", "name": "load", "rate": rate, "tags": 50}] if rate else [],
         }
         self.cfg_path.write_text(yaml.safe_dump(doc))
@@ -134,25 +133,27 @@ def phase_rate(tmp: Path, broker: Broker, rate: float, seconds: float, warmup: f
     }
 
 
-def prefill(db_path: Path, rows: int) -> None:
-    """Write a backlog exactly as the gateway would have (same schema, same payloads)."""
-    gw = Gateway(db_path.parent, 1, 0)  # create the schema by starting the gateway once, no devices
-    gw.start()
-    gw.stop()
-    origin = Origin("bench", "s", "a", "l", "st1", "load", "synthetic")
-    ctx = Context("st1")
-    topic = origin.topic("telemetry")
-    now = time.time()
-    with sqlite3.connect(db_path) as db:
-        batch = []
-        for i in range(rows):
-            payload = encode(stamp(Reading(f"tag{i % 50}", 50.0 + i % 100, now), origin, ctx, now))
-            batch.append((topic, payload, 0, now))
-            if len(batch) == 50_000:
-                db.executemany("INSERT INTO outbox(topic, payload, protected, at) VALUES (?, ?, 0, ?)", [(t, p, a) for t, p, _, a in batch])
-                batch.clear()
-        if batch:
-            db.executemany("INSERT INTO outbox(topic, payload, protected, at) VALUES (?, ?, 0, ?)", [(t, p, a) for t, p, _, a in batch])
+def prefill(db_path: Path, rows: int, poll: int = 50) -> None:
+    """Write a backlog exactly as the gateway would have: through the real pipeline and capture log,
+    in polls of `poll` readings (one row each), with no sink connected."""
+    from gateway import config
+    from gateway.capture.log import Log
+    from gateway.capture.pipeline import Pipeline
+
+    gw = Gateway(db_path.parent, 1, 1)  # its configuration, with the `load` device
+    cfg = config.load(gw.cfg_path)
+
+    async def fill() -> None:
+        async with Log(cfg.buffer, [s.name for s in cfg.northbound], cfg.journal) as box:
+            p = Pipeline(cfg, box)
+            origin = p.origins["load"]
+            for i in range(0, rows, poll):
+                now = time.time()
+                p.submit_many(origin, [Reading(f"tag{j}", 50.0 + (i + j) % 100, now) for j in range(min(poll, rows - i))])
+                if i % 20_000 < poll:
+                    await box.flush()
+
+    asyncio.run(fill())
 
 
 def phase_drain(tmp: Path, broker: Broker, rows: int, rate: float) -> dict:
@@ -177,6 +178,23 @@ def phase_drain(tmp: Path, broker: Broker, rows: int, rate: float) -> dict:
         gw.stop()
     published = st["counters"]["published"] - s0["counters"]["published"]
     return {"rows": rows, "seconds": wall, "rows_per_s": published / wall, "new_read": st["counters"]["read"], "cpu_pct": 100 * cpu / wall, "rss_mb": gw.peak_rss / 2**20}
+
+
+def phase_pruning(tmp: Path, broker: Broker, rows: int, rate: float, seconds: float) -> dict:
+    """Latency at `rate` while the journal prunes: `rows` of delivered telemetry over a 1 MiB budget."""
+    folder = Path(tempfile.mkdtemp(dir=tmp))
+    prefill(folder / "buffer.db", rows, poll=5)  # many small rows: pruning has work for the whole window
+    with sqlite3.connect(folder / "buffer.db") as db:  # as if every sink had it: journal, not backlog
+        db.execute("UPDATE cursors SET seq = (SELECT max(last) FROM log)")
+    gw = Gateway(folder, broker.port, rate, journal={"telemetry_bytes": 1 << 20})
+    gw.start()
+    try:
+        time.sleep(1.0)
+        s0, s1, wall, cpu = sample(gw, seconds)
+    finally:
+        gw.stop()
+    pruned = s1["counters"]["journal_pruned"] - s0["counters"]["journal_pruned"]
+    return {"latency": s1["broker"].get("latency_ms"), "pruned_per_s": pruned / wall, "cpu_pct": 100 * cpu / wall}
 
 
 def phase_resume(tmp: Path, broker: Broker, rate: float, outage: float) -> dict:
@@ -217,7 +235,7 @@ def main() -> int:
         broker.start()
         consumer = Consumer(broker.port)
         try:
-            print(f"pipeline benchmark: synthetic driver -> outbox (SQLite, synchronous=full) -> mosquitto QoS 1, {psutil.cpu_count()} cores")
+            print(f"pipeline benchmark: synthetic driver -> capture log (SQLite, synchronous=full) -> mosquitto QoS 1, {psutil.cpu_count()} cores")
             r = phase_rate(tmp, broker, 1000, seconds)
             lat = r["latency"] or {}
             print(f"latency at 1,000 readings/s: ingest->PUBACK p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms, max {lat.get('max')} ms; CPU {r['cpu_pct']:.1f} %")
@@ -246,6 +264,12 @@ def main() -> int:
             print(
                 f"backlog of {backlog:,} rows with capture going on at 1,000/s: drained in {r['seconds']:.1f} s = "
                 f"{r['rows_per_s']:,.0f} rows/s; CPU {r['cpu_pct']:.0f} %, peak RSS {r['rss_mb']:.1f} MB"
+            )
+            r = phase_pruning(tmp, broker, backlog, 1000, seconds)
+            lat = r["latency"] or {}
+            print(
+                f"latency at 1,000 readings/s while the journal prunes {r['pruned_per_s']:,.0f} records/s: ingest->PUBACK "
+                f"p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms, max {lat.get('max')} ms; CPU {r['cpu_pct']:.1f} %"
             )
             time.sleep(1)
             print(f"consumer received {consumer.records:,} records in all")

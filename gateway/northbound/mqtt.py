@@ -55,7 +55,7 @@ from gateway.station.commands import Incoming, Reply
 
 log = structlog.get_logger("gateway.northbound.mqtt")
 
-FETCH = 2000  # records read from the feed at once
+FETCH = 5000  # records read from the feed at once
 # PUBACK reason codes that may pass (packet identifier in use, quota exceeded): reconnect and send again
 # rather than dead-letter. Every other code >= 0x80 refuses the message for good.
 RETRY_CODES = {0x91, 0x97}
@@ -393,11 +393,11 @@ class JsonSink:
                 self.sent_messages += 1
                 self.published[key[1], key[2]] += len(seqs)
                 now = time.time()
-                waits = [now - at for at in ats]
-                self.latency.extend(waits)
                 observe = self.latency_hist.observe
-                for w in waits:
-                    observe(w)
+                for at, n in Counter(ats).items():  # records of a chunk share their ingest time
+                    w = now - at
+                    observe(w, n)
+                    self.latency.extend((w,) * n)
             elif code.value in RETRY_CODES:
                 raise aiomqtt.MqttError(f"the broker refused a message for now (PUBACK 0x{code.value:02X} {code}); reconnecting to send it again")
             else:
