@@ -56,10 +56,11 @@ class Books:
 
 
 class Host:
-    def __init__(self, port: int, group: str, host_id: str | None = "scada", qos: int = 1, persistent: bool = False, reconnect: float = 0.1):
+    def __init__(self, port: int, group: str, host_id: str | None = "scada", qos: int = 1, persistent: bool = False, reconnect: float = 0.1, **client_args: Any):
         """`persistent`: a session the broker keeps (and queues QoS 1 messages for) across reconnects;
-        `reconnect`: seconds between connection attempts."""
+        `reconnect`: seconds between connection attempts; `client_args` go to aiomqtt.Client (TLS, login)."""
         self.reconnect = reconnect
+        self.client_args = client_args
         self.port = port
         self.persistent = persistent
         self.group = group
@@ -93,7 +94,7 @@ class Host:
         will = aiomqtt.Will(self.state_topic, self._state(False), qos=1, retain=True) if self.host_id else None
         while True:
             try:
-                async with aiomqtt.Client("127.0.0.1", self.port, identifier=self.client_id, clean_session=not self.persistent, will=will) as c:
+                async with aiomqtt.Client("127.0.0.1", self.port, identifier=self.client_id, clean_session=not self.persistent, will=will, **self.client_args) as c:
                     self.client = c
                     await c.subscribe(f"spBv1.0/{self.group}/#", qos=self.qos)
                     if self.host_id:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 
 import orjson
@@ -17,6 +18,7 @@ from gateway.northbound.sink import Chunk
 from gateway.northbound.sparkplug.config import SparkplugConfig
 from gateway.northbound.sparkplug.sink import SparkplugSink
 from tests.conftest import eventually
+from tests.pki import CONSUMER_PASSWORD, password_file, tls_broker
 from tests.sparkplug_host import Host
 
 GROUP = "plant1"
@@ -269,6 +271,32 @@ async def test_after_a_broker_crash_the_node_waits_for_its_host_to_announce_itse
         await host.wait(lambda b: len(b.values) == 3, timeout=15, what="the replay, after the host's new STATE")
         assert host.books.bd_seqs == [0, 1] and [v.historical for v in host.books.values] == [False, True, True]
         assert not host.books.gaps and sink.connects == 2
+
+
+async def test_mqtt_5_sessions_work_alike(broker):
+    feed = MemoryFeed()
+    async with Host(broker.port, GROUP, host_id=None) as host, running(broker, feed, protocol="5") as sink:
+        await eventually(lambda: sink.state == "connected")
+        feed.add([1.0, 2.0])
+        await host.wait(lambda b: len(b.values) == 2)
+        assert [m.kind for m in host.books.messages] == ["NBIRTH", "DBIRTH", "DDATA"] and not host.books.gaps
+
+
+async def test_tls_and_login_and_a_wrong_ca_said_plainly(tmp_path, pki, brokers):
+    tls_b = brokers(tls_broker(tmp_path, pki, mutual=True))
+    ctx = ssl.create_default_context(cafile=str(pki.ca))
+    ctx.load_cert_chain(str(pki.client), str(pki.key(pki.client)))
+    login = {"username": "gw-test", **password_file(tmp_path)}
+    client = {"ca_file": str(pki.client.parent / "ca.pem"), "cert_file": str(pki.client), "key_file": str(pki.key(pki.client))}
+    feed = MemoryFeed()
+    async with Host(tls_b.port, GROUP, host_id=None, tls_context=ctx, username="consumer", password=CONSUMER_PASSWORD) as host:
+        async with running(tls_b, feed, tls={**client, "ca_file": str(pki.other_ca)}, **login) as sink:
+            await eventually(lambda: sink.state == "disconnected", what="the refused TLS handshake")
+            assert "mqtt.tls.ca_file" in sink.health()["reason"] and str(pki.other_ca) in sink.health()["reason"]
+        async with running(tls_b, feed, tls={**client, "ca_file": str(pki.ca)}, **login) as sink:
+            feed.add([1.0])
+            await host.wait(lambda b: len(b.values) == 1)
+            assert sink.health()["connects"] == 1
 
 
 async def test_bdseq_is_kept_across_restarts():
