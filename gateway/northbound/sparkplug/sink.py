@@ -125,11 +125,14 @@ class SparkplugSink:
                 attempt = 0
                 self._set("host offline", f"{self.cfg.primary_host_id} is offline")
             except aiomqtt.MqttError as exc:
+                if self.connects > connects:
+                    attempt = 0  # a session that was up: the next one is tried at once
                 self._set("disconnected", explain(exc, self.cfg))
                 if asyncio.current_task().cancelling():
                     raise asyncio.CancelledError from None
             except Exception as exc:  # noqa: BLE001 - the sink's containment boundary
                 # A bug costs a reconnect, not the capture: unacknowledged records stay in the log.
+                # The backoff keeps growing: a bug that strikes every session is not a loop.
                 self._crashed(exc)
                 if asyncio.current_task().cancelling():
                     raise asyncio.CancelledError from None
@@ -138,8 +141,6 @@ class SparkplugSink:
                 self.live_since = float("inf")
                 self.client = None
                 feed.rewind()
-            if self.connects > connects:
-                attempt = 0  # a session that was up: the next one is tried at once
             await asyncio.sleep(backoff(attempt, self.cfg.reconnect_initial, self.cfg.reconnect_max))
             attempt += 1
 

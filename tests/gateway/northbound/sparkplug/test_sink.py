@@ -299,6 +299,24 @@ async def test_tls_and_login_and_a_wrong_ca_said_plainly(tmp_path, pki, brokers)
             assert sink.health()["connects"] == 1
 
 
+async def test_a_bug_in_a_session_costs_a_reconnect_and_loses_nothing(broker, monkeypatch):
+    real, calls = SparkplugSink._births, []
+
+    def births(self):
+        calls.append(1)
+        if len(calls) <= 2:
+            raise ZeroDivisionError("a bug nobody listed")
+        real(self)
+
+    monkeypatch.setattr(SparkplugSink, "_births", births)
+    feed = MemoryFeed()
+    feed.add([1.0, 2.0])
+    async with Host(broker.port, GROUP, host_id=None) as host, running(broker, feed) as sink:
+        await host.wait(lambda b: len(b.values) == 2)
+        assert len(calls) == 3 and sink.connects == 3 and values(host.books) == [1.0, 2.0]
+        assert host.books.bd_seqs == [2]  # each crashed session had its CONNECT, and its bdSeq
+
+
 async def test_bdseq_is_kept_across_restarts():
     feed = MemoryFeed()
     feed.remember("bdSeq", "255")
