@@ -311,12 +311,12 @@ class SparkplugSink:
                 values.append((seq, m.alias, p, p.props if historical else delta(m.props, p.props)))
                 self.catalog.sent(m, p)
             for group in self._groups(values):
-                for seqs, body in self._fit(feed, group, historical):
+                for seqs, body, n in self._fit(feed, group, historical):
                     self._next_seq()
                     sent.append((seqs, self._emit("DDATA", device, body)))
-                    self.counts["points"] += len(seqs)
+                    self.counts["points"] += n
                     if historical:
-                        self.counts["historical"] += len(seqs)
+                        self.counts["historical"] += n
         return sent
 
     def _points(self, feed: Feed, chunk: Chunk) -> list[tuple[int, list[Point]]]:
@@ -340,12 +340,12 @@ class SparkplugSink:
             yield group
 
     def _fit(self, feed: Feed, group: list[Value], historical: bool):
-        """(record seqs, DDATA body) within max_payload, numbered with the next seq; a record too
-        large alone is dead-lettered."""
+        """(record seqs, DDATA body, values in it) within max_payload, numbered with the next seq; a
+        record too large alone is dead-lettered."""
         body = pl.ddata((self.seq + 1) % 256, _ms(), ((alias, p, props) for _, alias, p, props in group), historical)
         seqs = sorted({v[0] for v in group})
         if len(body) <= self.cfg.max_payload:
-            yield seqs, body
+            yield seqs, body, len(group)
         elif len(seqs) == 1:
             feed.dead(seqs[0], seqs[0], f"record of {len(body)} bytes as Sparkplug exceeds max_payload ({self.cfg.max_payload})")
         else:

@@ -151,6 +151,23 @@ async def test_a_new_metric_or_datatype_births_the_device_again(broker):
         assert not host.books.gaps and not host.books.unresolved
 
 
+async def test_too_large_or_malformed_records_are_dead_lettered_and_the_rest_goes(broker):
+    feed = MemoryFeed()
+    async with Host(broker.port, GROUP, host_id=None) as host, running(broker, feed, max_payload=1024) as sink:
+        await eventually(lambda: sink.state == "connected")
+        feed.add([float(i) for i in range(100)])  # more than 1024 bytes in one message: split
+        big, _ = feed.add(["x" * 2000], tag="note")
+        feed.chunks.append(Chunk(big + 1, big + 1, "telemetry", "st10", "plc1", time.time(), b'{"tag": "t"}', b'{"value": 1, "ts": "yesterday"}'))
+        feed.seq += 1
+        feed.add([7.0])
+        await host.wait(lambda b: len(b.values) == 101)
+        await eventually(lambda: feed.cursor == feed.seq)
+        assert values(host.books)[-1] == 7.0 and len(host.books.of("DDATA")) > 2
+        assert "exceeds max_payload (1024)" in feed.dead_letters[big]
+        assert "not expressible as Sparkplug metrics" in feed.dead_letters[big + 1]
+        assert sink.counts["points"] == 101 and not host.books.gaps
+
+
 async def test_seq_wraps_from_255_to_0_without_gaps(broker):
     feed = MemoryFeed()
     async with Host(broker.port, GROUP, host_id=None) as host, running(broker, feed, max_pack=1):
