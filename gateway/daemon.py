@@ -336,10 +336,14 @@ async def halt(tasks: list[asyncio.Task], seconds: float) -> set[asyncio.Task]:
 
 
 async def _sample(gw: Gateway) -> None:
-    """Once a second, what each device has read so far: the rates in `status`."""
+    """Once a second, what each device has read so far: the rates in `status`; and each device's
+    state to the sinks that follow it (Sparkplug's DDEATH/DBIRTH)."""
+    follow = [s.device_state for s in gw.sinks if hasattr(s, "device_state")]
     async for now in every(1.0):
         for h in list(gw.health.values()):
             h.sample(now)
+            for tell in follow:
+                tell(h.device, h.state)
 
 
 async def _on_hup(gw: Gateway, hup: asyncio.Event) -> None:
