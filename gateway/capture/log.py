@@ -731,7 +731,7 @@ async def _checkpoint(db: aiosqlite.Connection | None) -> None:
     if db is None:
         return
     try:
-        await db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        await db.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")  # its row read: an open statement would fail every later COMMIT
     except sqlite3.Error:
         pass  # the disk is full for this too; the next failure or the recovery tries again
 

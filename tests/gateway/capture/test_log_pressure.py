@@ -143,7 +143,19 @@ async def test_reconnect_at_full_buffer_reports_no_loss_that_did_not_happen(tmp_
 # -- a disk that refuses writes -------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="the WAL checkpoint after a failed write leaves a statement open")
+async def test_the_log_commits_again_after_a_failed_write(tmp_path):
+    async with Log(cfg(tmp_path), ["mqtt"]) as box:
+        await disk_full(box)
+        telemetry(box, 10, BIG)
+        with pytest.raises(BufferError, match="full"):
+            await box.flush()
+        await pragma(box, "max_page_count=100000")
+        await box.flush()  # recovered (the WAL checkpointed after the failure and after this)
+        telemetry(box, 10)
+        await box.flush()
+        assert box.stats.counters["captured"] == 20 and box.stats.counters["write_errors"] == 1
+
+
 async def test_memory_shed_is_logged_once_per_episode_with_counts(tmp_path, monkeypatch):
     monkeypatch.setattr(log_mod, "MAX_PENDING", 100)
     async with Log(cfg(tmp_path), ["mqtt"]) as box:
@@ -164,7 +176,7 @@ async def test_memory_shed_is_logged_once_per_episode_with_counts(tmp_path, monk
         assert box.stats.counters["captured"] == 100
 
 
-@pytest.mark.xfail(strict=True, reason="the WAL checkpoint after a failed write leaves a statement open; batches exceed commit_rows")
+@pytest.mark.xfail(strict=True, reason="batches exceed commit_rows")
 async def test_backlog_recovers_in_bounded_transactions_with_little_free_space(tmp_path):
     """6 MB held in memory, then room for about 2 MB: chunks commit, and the sink's acks let the
     journal's retention make room for the next ones; one transaction of the whole backlog (or of
@@ -231,7 +243,6 @@ async def test_flush_ends_in_time_when_the_disk_does_not_answer(tmp_path):
         assert box.pending() == 0 and box.stats.counters["captured"] == 10
 
 
-@pytest.mark.xfail(strict=True, reason="the WAL checkpoint after a failed write leaves a statement open")
 async def test_flush_raises_within_a_bound_on_a_full_disk_with_a_big_backlog(tmp_path):
     async with Log(cfg(tmp_path), ["mqtt"]) as box:
         await disk_full(box)
