@@ -277,7 +277,8 @@ class Log:
         b.size += len(item) + 1
         if point is not None and b.points is not None:
             b.points.append(point)
-        if key is not None and len(b.items) >= CHUNK_ITEMS:
+        # A batch is one row and commits whole: keep it within one transaction's bounds.
+        if key is not None and (len(b.items) >= min(CHUNK_ITEMS, self.cfg.commit_rows) or b.size >= CHUNK_BYTES):
             del self._joinable[key]
         self._records += 1
         if not self._wake.is_set():

@@ -176,7 +176,6 @@ async def test_memory_shed_is_logged_once_per_episode_with_counts(tmp_path, monk
         assert box.stats.counters["captured"] == 100
 
 
-@pytest.mark.xfail(strict=True, reason="batches exceed commit_rows")
 async def test_backlog_recovers_in_bounded_transactions_with_little_free_space(tmp_path):
     """6 MB held in memory, then room for about 2 MB: chunks commit, and the sink's acks let the
     journal's retention make room for the next ones; one transaction of the whole backlog (or of
