@@ -223,7 +223,7 @@ class Log:
                 (start + 1, start, name),
             ).fetchone()
             s = sinks.get(name) or {}
-            r.acked, r.dead_lettered = s.get("acked", 0), s.get("dead_lettered", 0)
+            r.acked, r.dead_lettered, r.dropped = s.get("acked", 0), s.get("dead_lettered", 0), s.get("discarded", 0)
             r.state = (meta.get("sink_state") or {}).get(name, {})
         self._set_backlog()
         mark = meta.get("aggregated")
@@ -453,6 +453,8 @@ class Log:
                     self._minutes.fold(c.chunk.first, c.chunk.station, c.chunk.device, c.context_id, c.chunk.at, c.points)
         for device, type_, n in plan.shed_newest:
             self.discarded_by[device, type_] += n
+            for r in self.readers.values():
+                r.dropped += n
         if plan.minutes:
             self._minutes.written(*plan.minutes)
         self._set_backlog()
@@ -675,7 +677,7 @@ class _Plan:
         self.cfg = box.cfg
         self.readers = box.readers
         self.next = box._next
-        self.counters: dict[str, Any] = {**st.counters, "sinks": {n: {"acked": r.acked, "dead_lettered": r.dead_lettered} for n, r in box.readers.items()}}
+        self.counters: dict[str, Any] = {**st.counters, "sinks": {n: {"acked": r.acked, "dead_lettered": r.dead_lettered, "discarded": r.dropped} for n, r in box.readers.items()}}
         self.backlog_rows, self.backlog_bytes = st.rows, st.bytes
         self.d_rows, self.d_bytes = st.dead_rows, st.dead_bytes
         self.inserted: list[Row] = []

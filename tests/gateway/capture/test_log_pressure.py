@@ -86,7 +86,6 @@ async def test_acknowledged_records_are_not_discarded(tmp_path):
         assert feed.acked == 100 and box.stats.counters["discarded"] == 0 and balance(box) == 0
 
 
-@pytest.mark.xfail(strict=True, reason="per-sink count of discarded records missing")
 async def test_overflow_with_two_sinks_discards_only_what_no_sink_has_in_flight(tmp_path):
     """One sink acknowledged everything, the other holds its oldest records in flight: the
     overflow takes records the slow sink has not been handed, and each sink's account is exact."""
