@@ -71,7 +71,7 @@ def balance(box: Log, sink: str = "mqtt") -> int:
     acknowledged, discarded before this sink had it, or dead-lettered."""
     c = box.stats.counters
     r = box.readers[sink]
-    return c["captured"] + c["requeued"] - r.acked - r.dropped - r.dead_lettered - r.backlog
+    return c["captured"] + r.requeued - r.acked - r.dropped - r.dead_lettered - r.backlog
 
 
 def unread(fd: int) -> int:

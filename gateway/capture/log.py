@@ -223,7 +223,7 @@ class Log:
                 (start + 1, start, name),
             ).fetchone()
             s = sinks.get(name) or {}
-            r.acked, r.dead_lettered, r.dropped = s.get("acked", 0), s.get("dead_lettered", 0), s.get("discarded", 0)
+            r.acked, r.dead_lettered, r.dropped, r.requeued = (s.get(k, 0) for k in ("acked", "dead_lettered", "discarded", "requeued"))
             r.state = (meta.get("sink_state") or {}).get(name, {})
         self._set_backlog()
         mark = meta.get("aggregated")
@@ -448,6 +448,8 @@ class Log:
                 if mine:
                     r.committed(mine)
             for c in plan.inserted:
+                if c.only in self.readers:
+                    self.readers[c.only].requeued += len(c.chunk)
                 self.captured_by[c.chunk.device, c.chunk.type] += len(c.chunk)
                 if c.points:
                     self._minutes.fold(c.chunk.first, c.chunk.station, c.chunk.device, c.context_id, c.chunk.at, c.points)
@@ -677,7 +679,8 @@ class _Plan:
         self.cfg = box.cfg
         self.readers = box.readers
         self.next = box._next
-        self.counters: dict[str, Any] = {**st.counters, "sinks": {n: {"acked": r.acked, "dead_lettered": r.dead_lettered, "discarded": r.dropped} for n, r in box.readers.items()}}
+        sinks = {n: {"acked": r.acked, "dead_lettered": r.dead_lettered, "discarded": r.dropped, "requeued": r.requeued} for n, r in box.readers.items()}
+        self.counters: dict[str, Any] = {**st.counters, "sinks": sinks}
         self.backlog_rows, self.backlog_bytes = st.rows, st.bytes
         self.d_rows, self.d_bytes = st.dead_rows, st.dead_bytes
         self.inserted: list[Row] = []

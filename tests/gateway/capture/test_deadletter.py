@@ -36,10 +36,6 @@ async def dead_lettered(box: Log, reasons: list[str], sink: str = "mqtt") -> lis
     return seqs
 
 
-import pytest  # noqa: E402
-
-
-@pytest.mark.xfail(strict=True, reason="requeued is counted for every sink")
 async def test_list_show_requeue_purge_on_the_log(tmp_path):
     async with Log(BufferConfig(path=tmp_path / "buffer.db"), ["mqtt", "archive"]) as box:
         a, b, c = await dead_lettered(box, ["the broker refused the message: 0x87", "record too big " + "x" * 500, "too big"])
