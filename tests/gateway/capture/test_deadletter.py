@@ -14,7 +14,7 @@ from gateway.capture import deadletter
 from gateway.capture.log import Log
 from gateway.config import BufferConfig
 from tests.conftest import InProcess, Upstream, write_config
-from tests.gateway.capture.logkit import drain, telemetry
+from tests.gateway.capture.feedkit import drain, telemetry
 from tests.helpers import balance, cli
 
 

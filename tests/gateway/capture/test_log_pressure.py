@@ -19,7 +19,7 @@ from gateway.capture import log as log_mod
 from gateway.capture.log import Log
 from gateway.config import BufferConfig, JournalConfig
 from gateway.errors import BufferError
-from tests.gateway.capture.logkit import drain, fill, seqs, take, telemetry, until
+from tests.gateway.capture.feedkit import drain, fill, seqs, take, telemetry, until
 from tests.helpers import balance
 from tests.helpers import buffer_cfg as cfg
 
