@@ -737,7 +737,8 @@ async def _checkpoint(db: aiosqlite.Connection | None) -> None:
     if db is None:
         return
     try:
-        await db.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")  # its row read: an open statement would fail every later COMMIT
+        async with db.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cur:
+            await cur.fetchall()  # its row read, or the statement stays open and blocks the next COMMIT
     except sqlite3.Error:
         pass  # the disk is full for this too; the next failure or the recovery tries again
 
