@@ -33,6 +33,8 @@ class Reader:
         self.backlog_bytes = 0
         self.acked = 0  # records acknowledged since the file was made (restored from its counters)
         self.dead_lettered = 0
+        self.dropped = 0  # records the overflow policy discarded before this sink had them
+        self.requeued = 0  # dead letters of this sink moved back into the log for it
         self.new = asyncio.Event()  # set by each commit that added records for this sink
         self.live: deque[Chunk] = deque()
         self.live_n = 0
@@ -100,6 +102,7 @@ class Reader:
         if last <= c:
             return
         n = last - max(first, c + 1) + 1
+        self.dropped += n
         self.backlog -= n
         self.backlog_bytes -= size * n // (last - first + 1)
         self.live.clear()

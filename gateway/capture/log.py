@@ -224,7 +224,7 @@ class Log:
                 (start + 1, start, name),
             ).fetchone()
             s = sinks.get(name) or {}
-            r.acked, r.dead_lettered = s.get("acked", 0), s.get("dead_lettered", 0)
+            r.acked, r.dead_lettered, r.dropped, r.requeued = (s.get(k, 0) for k in ("acked", "dead_lettered", "discarded", "requeued"))
             r.state = (meta.get("sink_state") or {}).get(name, {})
         self._set_backlog()
         mark = meta.get("aggregated")
@@ -278,7 +278,8 @@ class Log:
         b.size += len(item) + 1
         if point is not None and b.points is not None:
             b.points.append(point)
-        if key is not None and len(b.items) >= CHUNK_ITEMS:
+        # A batch is one row and commits whole: keep it within one transaction's bounds.
+        if key is not None and (len(b.items) >= min(CHUNK_ITEMS, self.cfg.commit_rows) or b.size >= CHUNK_BYTES):
             del self._joinable[key]
         self._records += 1
         if not self._wake.is_set():
@@ -470,11 +471,15 @@ class Log:
                 if mine:
                     r.committed(mine)
             for c in plan.inserted:
+                if c.only in self.readers:
+                    self.readers[c.only].requeued += len(c.chunk)
                 self.captured_by[c.chunk.device, c.chunk.type] += len(c.chunk)
                 if c.points:
                     self._minutes.fold(c.chunk.first, c.chunk.station, c.chunk.device, c.context_id, c.chunk.at, c.points)
         for device, type_, n in plan.shed_newest:
             self.discarded_by[device, type_] += n
+            for r in self.readers.values():
+                r.dropped += n
         if plan.minutes:
             self._minutes.written(*plan.minutes)
         self._set_backlog()
@@ -700,7 +705,8 @@ class _Plan:
         self.cfg = box.cfg
         self.readers = box.readers
         self.next = box._next
-        self.counters: dict[str, Any] = {**st.counters, "sinks": {n: {"acked": r.acked, "dead_lettered": r.dead_lettered} for n, r in box.readers.items()}}
+        sinks = {n: {"acked": r.acked, "dead_lettered": r.dead_lettered, "discarded": r.dropped, "requeued": r.requeued} for n, r in box.readers.items()}
+        self.counters: dict[str, Any] = {**st.counters, "sinks": sinks}
         self.backlog_rows, self.backlog_bytes = st.rows, st.bytes
         self.d_rows, self.d_bytes = st.dead_rows, st.dead_bytes
         self.inserted: list[Row] = []
