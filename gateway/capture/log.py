@@ -51,7 +51,7 @@ import sqlite3
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -416,6 +416,8 @@ class Log:
                     context = {}
                     if not batches:
                         break
+                    if self._excess() > 0:
+                        await self._prune_step()
             finally:
                 self._writing = 0
             if wrote and self._failing is not None:
@@ -432,6 +434,8 @@ class Log:
         conn = db._conn
         try:
             result = stage(conn, plan)
+            # The sinks' counts as of the cursors written with them, not as of the plan.
+            plan.counters["sinks"] = {n: r.counts(plan) for n, r in self.readers.items()}
             plan.cursors = [(n, r.cursor) for n, r in self.readers.items() if r.cursor != r.saved]
             if plan.cursors:
                 conn.executemany("INSERT OR REPLACE INTO cursors(sink, seq) VALUES (?, ?)", plan.cursors)
@@ -461,9 +465,10 @@ class Log:
         if any(r.cursor != r.saved for r in self.readers.values()):
             self._dirty_state = True
             self._work.set()
-        for first, last, size, device, type_ in plan.discards:
+        for first, last, size, device, type_, only in plan.discards:
             for r in self.readers.values():
-                r.discarded(first, last, size)
+                if only is None or only == r.name:
+                    r.discarded(first, last, size)
             self.discarded_by[device, type_] += last - first + 1
         if plan.inserted:
             for r in self.readers.values():
@@ -571,12 +576,24 @@ class Log:
     async def prune(self) -> bool:
         """One retention step (gateway.journal.retention) as its own short transaction; return
         whether there is probably more to prune."""
+        async with self._writer:
+            return await self._prune_step()
+
+    def _excess(self) -> int:
+        """Bytes of delivered telemetry above the journal's budget."""
+        return self.stats.telemetry_bytes - self.stats.bytes - self.journal.telemetry_bytes
+
+    async def _prune_step(self) -> bool:
+        """prune() for a caller that holds the writer lock (also between the chunks of a long flush,
+        so that on a small disk delivered rows make room for the backlog)."""
         if self.db is None:
             return False
         floor = min((r.cursor for r in self.readers.values()), default=self._next - 1)
-        excess = self.stats.telemetry_bytes - self.stats.bytes - self.journal.telemetry_bytes
+        if self._dead:  # a refused record stays until its dead letter is written
+            floor = min(floor, min(first for _, first, _, _ in self._dead) - 1)
+        excess = self._excess()
         cutoff = time.time() - self.journal.keep_days * 86400
-        async with self._writer, self.lock:
+        async with self.lock:
             conn = self.db._conn
             try:
                 p = retention.step(conn, floor, excess, cutoff)
@@ -713,7 +730,7 @@ class _Plan:
         self.cursors: list[tuple[str, int]] = []  # (sink, cursor) written in this transaction
         self.gone: list[tuple[int, int]] = []  # (records, bytes) of rows deleted (requeue/purge never delete log rows)
         self.gone_telemetry = 0
-        self.discards: list[tuple[int, int, int, str, str]] = []  # (first, last, bytes, device, type)
+        self.discards: list[tuple[int, int, int, str, str, str | None]] = []  # (first, last, bytes, device, type, only)
         self.shed_newest: list[tuple[str, str, int]] = []
         self.discarded = 0
         self.pruned = 0
@@ -778,9 +795,10 @@ def _stage(conn: sqlite3.Connection, p: _Plan) -> None:
     c = p.counters
     if p.dead:
         _dead_letter(conn, p)
-    insert(conn, p, _make_room(conn, p) if p.batches else p.batches)
-    # Captured: every record that reached this commit, inserted or discarded by the policy in it.
+    # Captured: every record that reached this commit, inserted or discarded by the policy in it
+    # (counted before the policy, which may shorten a batch).
     c["captured"] += sum(len(b.items) for b in p.batches)
+    insert(conn, p, _make_room(conn, p) if p.batches else p.batches)
     for station, state in p.context.items():
         conn.execute("INSERT OR REPLACE INTO context(station, state) VALUES (?, ?)", (station, state))
     if p.minutes:
@@ -881,19 +899,22 @@ def _make_room(conn: sqlite3.Connection, p: _Plan) -> list[Batch]:
             want = max(over_rows, int(over_bytes / avg) + 1 if over_bytes > 0 else 0, 1)
             gone = conn.execute(
                 f"DELETE FROM log WHERE seq IN (SELECT seq FROM log WHERE protected = 0 AND last > ? {spare} ORDER BY seq LIMIT ?) "
-                "RETURNING seq, last, size, device, type",
+                "RETURNING seq, last, size, device, type, only",
                 (floor, max(1, want // 16)),
             ).fetchall()
             if not gone:
                 break
+            for r in p.readers.values():
+                # Before the COMMIT is awaited: no reader may hand out from memory what this deletes.
+                r.forget()
             gone.sort()
-            for seq, last, size, device, type_ in gone:
+            for seq, last, size, device, type_, only in gone:
                 lo = max(seq, floor + 1)
                 n = last - lo + 1
                 over_rows -= n
                 over_bytes -= size * n // (last - seq + 1)
                 p.discarded += n
-                p.discards.append((seq, last, size, device, type_))
+                p.discards.append((seq, last, size, device, type_, only))
                 p.gone.append((last - seq + 1, size))
                 p.gone_telemetry += size
             p.backlog_rows = max(p.backlog_rows - sum(last - max(s, floor + 1) + 1 for s, last, *_ in gone), 0)
@@ -908,10 +929,16 @@ def _make_room(conn: sqlite3.Connection, p: _Plan) -> list[Batch]:
         dropped = 0
         for b in reversed(batches):
             if (over_rows > 0 or over_bytes > 0) and not b.protected:
-                over_rows -= len(b.items)
-                over_bytes -= b.size
-                dropped += len(b.items)
-                p.shed_newest.append((b.device, b.type, len(b.items)))
+                # The newest records of the batch, as many as needed (the whole batch at most).
+                per = max(b.size // max(len(b.items), 1), 1)
+                n = min(len(b.items), max(over_rows, -(-over_bytes // per), 1))
+                over_rows -= n
+                over_bytes -= n * per
+                dropped += n
+                p.shed_newest.append((b.device, b.type, n))
+                if n < len(b.items):  # a shortened copy: a rolled-back commit requeues the batch whole
+                    k = len(b.items) - n
+                    keep.append(replace(b, items=b.items[:k], points=None if b.points is None else b.points[:k], size=b.size - n * per))
             else:
                 keep.append(b)
         if dropped:

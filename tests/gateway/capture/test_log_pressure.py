@@ -267,7 +267,6 @@ def disk(tmp_path):
     subprocess.run(["umount", "-l", str(folder)], check=True)
 
 
-@pytest.mark.xfail(strict=True, reason="retention cannot run between the chunks of one flush")
 async def test_backlog_drains_through_a_small_disk(disk):
     """A real small disk (tmpfs, 12 MB): 21 MB held in memory (after an outage of the disk) drain
     through it while a sink acknowledges and retention lets delivered telemetry go, and the WAL
