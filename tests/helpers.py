@@ -68,10 +68,10 @@ def buffer_cfg(tmp_path: Path, **kw) -> BufferConfig:
 
 def balance(box: Log, sink: str = "mqtt") -> int:
     """Records unaccounted for by one sink: zero when every captured record is still to send, was
-    acknowledged, discarded or dead-lettered."""
+    acknowledged, discarded before this sink had it, or dead-lettered."""
     c = box.stats.counters
     r = box.readers[sink]
-    return c["captured"] + c["requeued"] - r.acked - c["discarded"] - r.dead_lettered - r.backlog
+    return c["captured"] + r.requeued - r.acked - r.dropped - r.dead_lettered - r.backlog
 
 
 def unread(fd: int) -> int:

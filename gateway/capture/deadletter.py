@@ -17,7 +17,8 @@ from typing import Any
 
 import orjson
 
-from gateway.capture.log import Batch, Log, _Plan, insert
+from gateway.capture.commit import Plan, insert
+from gateway.capture.log import Batch, Log
 
 CUT = 72  # characters of a reason shown by `list`
 SHOW_MAX = 256 * 1024  # payload bytes `show` returns: an answer on the control socket is one line of at most 1 MiB
@@ -100,7 +101,7 @@ def record(conn: sqlite3.Connection, seq: int) -> dict[str, Any]:
 def requeue(f: Filter):
     """The log transaction (see Log.revise) that moves matching dead letters back, oldest first."""
 
-    def stage(conn: sqlite3.Connection, p: _Plan) -> int:
+    def stage(conn: sqlite3.Connection, p: Plan) -> int:
         now = time.time()
         where, args = f.where(now)
         rows = conn.execute(f"SELECT seq, sink, type, protected, record FROM dead_letter WHERE {where} ORDER BY seq", args).fetchall()
@@ -123,7 +124,7 @@ def requeue(f: Filter):
 
 
 def purge(f: Filter):
-    def stage(conn: sqlite3.Connection, p: _Plan) -> int:
+    def stage(conn: sqlite3.Connection, p: Plan) -> int:
         where, args = f.where(time.time())
         gone = conn.execute(f"DELETE FROM dead_letter WHERE {where} RETURNING length(record)", args).fetchall()
         p.d_rows -= len(gone)

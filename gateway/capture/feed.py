@@ -33,6 +33,8 @@ class Reader:
         self.backlog_bytes = 0
         self.acked = 0  # records acknowledged since the file was made (restored from its counters)
         self.dead_lettered = 0
+        self.dropped = 0  # records the overflow policy discarded before this sink had them
+        self.requeued = 0  # dead letters of this sink moved back into the log for it
         self.new = asyncio.Event()  # set by each commit that added records for this sink
         self.live: deque[Chunk] = deque()
         self.live_n = 0
@@ -94,17 +96,32 @@ class Reader:
             self.live_n += sum(map(len, chunks))
         self.new.set()
 
+    def unsent(self, first: int, last: int) -> int:
+        """How many of records first..last this sink has not had (none of them is in flight)."""
+        c = self.cursor
+        return last - max(first, c + 1) + 1 if last > c else 0
+
     def discarded(self, first: int, last: int, size: int) -> None:
         """The overflow policy removed records first..last (`size` bytes in all), never in flight."""
-        c = self.cursor
-        if last <= c:
+        n = self.unsent(first, last)
+        if not n:
             return
-        n = last - max(first, c + 1) + 1
+        self.dropped += n
         self.backlog -= n
         self.backlog_bytes -= size * n // (last - first + 1)
+        self.forget()
+
+    def forget(self) -> None:
+        """Drop the copy of recent commits: the next read goes to the file."""
         self.live.clear()
         self.live_n = 0
         self.broken = True
+
+    def counts(self, plan) -> dict[str, int]:
+        """This sink's counts as they stand once `plan` (a commit) is applied."""
+        dropped = sum(self.unsent(a, b) for a, b, *_, only in plan.discards if only in (None, self.name))
+        requeued = sum(len(c.chunk) for c in plan.inserted if c.only == self.name)
+        return {"acked": self.acked, "dead_lettered": self.dead_lettered, "discarded": self.dropped + dropped, "requeued": self.requeued + requeued}
 
     def busy(self) -> tuple[int, int] | None:
         """The seq range handed out and not settled, which the overflow policy leaves alone."""

@@ -59,12 +59,13 @@ import aiosqlite
 import orjson
 import structlog
 
+from gateway.capture.commit import Plan, stage
 from gateway.capture.feed import Reader
 from gateway.capture.files import create_private, make_dirs, take_lock
 from gateway.config import BufferConfig, JournalConfig
 from gateway.errors import BufferError
 from gateway.journal import retention
-from gateway.journal.aggregate import UPSERT, Minutes, Point
+from gateway.journal.aggregate import Minutes, Point
 from gateway.journal.migrate import TooNew, prepare
 from gateway.northbound.sink import Chunk
 
@@ -224,7 +225,7 @@ class Log:
                 (start + 1, start, name),
             ).fetchone()
             s = sinks.get(name) or {}
-            r.acked, r.dead_lettered = s.get("acked", 0), s.get("dead_lettered", 0)
+            r.acked, r.dead_lettered, r.dropped, r.requeued = (s.get(k, 0) for k in ("acked", "dead_lettered", "discarded", "requeued"))
             r.state = (meta.get("sink_state") or {}).get(name, {})
         self._set_backlog()
         mark = meta.get("aggregated")
@@ -278,7 +279,8 @@ class Log:
         b.size += len(item) + 1
         if point is not None and b.points is not None:
             b.points.append(point)
-        if key is not None and len(b.items) >= CHUNK_ITEMS:
+        # A batch is one row and commits whole: keep it within one transaction's bounds.
+        if key is not None and (len(b.items) >= min(CHUNK_ITEMS, self.cfg.commit_rows) or b.size >= CHUNK_BYTES):
             del self._joinable[key]
         self._records += 1
         if not self._wake.is_set():
@@ -398,13 +400,13 @@ class Log:
                 while True:
                     dead, self._dead = self._dead, []
                     n = _chunk(batches, self.cfg.commit_rows)
-                    plan = _Plan(batches[:n], context, dead, self, everything and n == len(batches))
+                    plan = Plan(batches[:n], context, dead, self, everything and n == len(batches))
                     if not (plan.batches or context or dead or self._dirty_state or plan.minutes):
                         break
                     self._dirty_state = False
                     try:
                         async with self.lock:
-                            await self._commit(plan, _stage)
+                            await self._commit(plan, stage)
                     except sqlite3.Error as exc:
                         self._requeue(batches, context, dead)
                         await self._failed(exc)
@@ -415,6 +417,8 @@ class Log:
                     context = {}
                     if not batches:
                         break
+                    if self._excess() > 0:
+                        await self._prune_step()
             finally:
                 self._writing = 0
             if wrote and self._failing is not None:
@@ -422,7 +426,7 @@ class Log:
         self._release(ticket)
         self._track_empty()
 
-    async def _commit(self, plan: _Plan, stage: Callable[[sqlite3.Connection, _Plan], Any]) -> Any:
+    async def _commit(self, plan: Plan, stage: Callable[[sqlite3.Connection, Plan], Any]) -> Any:
         """Run `stage` and commit it with the cursors and counters, as one transaction; the caller
         holds the lock. The statements touch only SQLite's page cache, so they run on the loop;
         only the COMMIT (WAL write and fsync) goes to aiosqlite's thread."""
@@ -431,6 +435,8 @@ class Log:
         conn = db._conn
         try:
             result = stage(conn, plan)
+            # The sinks' counts as of the cursors written with them, not as of the plan.
+            plan.counters["sinks"] = {n: r.counts(plan) for n, r in self.readers.items()}
             plan.cursors = [(n, r.cursor) for n, r in self.readers.items() if r.cursor != r.saved]
             if plan.cursors:
                 conn.executemany("INSERT OR REPLACE INTO cursors(sink, seq) VALUES (?, ?)", plan.cursors)
@@ -445,7 +451,7 @@ class Log:
         self._after(plan)
         return result
 
-    def _after(self, plan: _Plan) -> None:
+    def _after(self, plan: Plan) -> None:
         """What a commit changed, in memory: sizes, counters, cursors, the readers' live copies."""
         st = self.stats
         before = st.dead_rows, st.dead_bytes
@@ -460,9 +466,10 @@ class Log:
         if any(r.cursor != r.saved for r in self.readers.values()):
             self._dirty_state = True
             self._work.set()
-        for first, last, size, device, type_ in plan.discards:
+        for first, last, size, device, type_, only in plan.discards:
             for r in self.readers.values():
-                r.discarded(first, last, size)
+                if only is None or only == r.name:
+                    r.discarded(first, last, size)
             self.discarded_by[device, type_] += last - first + 1
         if plan.inserted:
             for r in self.readers.values():
@@ -470,11 +477,15 @@ class Log:
                 if mine:
                     r.committed(mine)
             for c in plan.inserted:
+                if c.only in self.readers:
+                    self.readers[c.only].requeued += len(c.chunk)
                 self.captured_by[c.chunk.device, c.chunk.type] += len(c.chunk)
                 if c.points:
                     self._minutes.fold(c.chunk.first, c.chunk.station, c.chunk.device, c.context_id, c.chunk.at, c.points)
         for device, type_, n in plan.shed_newest:
             self.discarded_by[device, type_] += n
+            for r in self.readers.values():
+                r.dropped += n
         if plan.minutes:
             self._minutes.written(*plan.minutes)
         self._set_backlog()
@@ -566,12 +577,24 @@ class Log:
     async def prune(self) -> bool:
         """One retention step (gateway.journal.retention) as its own short transaction; return
         whether there is probably more to prune."""
+        async with self._writer:
+            return await self._prune_step()
+
+    def _excess(self) -> int:
+        """Bytes of delivered telemetry above the journal's budget."""
+        return self.stats.telemetry_bytes - self.stats.bytes - self.journal.telemetry_bytes
+
+    async def _prune_step(self) -> bool:
+        """prune() for a caller that holds the writer lock (also between the chunks of a long flush,
+        so that on a small disk delivered rows make room for the backlog)."""
         if self.db is None:
             return False
         floor = min((r.cursor for r in self.readers.values()), default=self._next - 1)
-        excess = self.stats.telemetry_bytes - self.stats.bytes - self.journal.telemetry_bytes
+        if self._dead:  # a refused record stays until its dead letter is written
+            floor = min(floor, min(first for _, first, _, _ in self._dead) - 1)
+        excess = self._excess()
         cutoff = time.time() - self.journal.keep_days * 86400
-        async with self._writer, self.lock:
+        async with self.lock:
             conn = self.db._conn
             try:
                 p = retention.step(conn, floor, excess, cutoff)
@@ -598,10 +621,10 @@ class Log:
         async with self.lock:
             return query(self.db._conn)
 
-    async def revise(self, stage: Callable[[sqlite3.Connection, _Plan], Any]) -> Any:
+    async def revise(self, stage: Callable[[sqlite3.Connection, Plan], Any]) -> Any:
         """Run `stage(conn, plan)` as a transaction of its own (operator actions on dead letters)."""
         async with self._writer, self.lock:
-            plan = _Plan([], {}, [], self, False)
+            plan = Plan([], {}, [], self, False)
             try:
                 result = await self._commit(plan, stage)
             except sqlite3.Error as exc:
@@ -677,52 +700,6 @@ class Episode:
             self.count = 0
 
 
-@dataclass(slots=True)
-class Row:
-    """A batch given its seqs in a commit."""
-
-    chunk: Chunk
-    size: int
-    protected: bool
-    context_id: str | None
-    only: str | None
-    points: list[Point] | None
-
-
-class _Plan:
-    """What one transaction does, and (after it) the resulting sizes and counters."""
-
-    def __init__(self, batches: list[Batch], context: dict[str, str], dead: list, box: Log, everything: bool):
-        st = box.stats
-        self.batches = batches
-        self.context = context
-        self.dead = dead
-        self.cfg = box.cfg
-        self.readers = box.readers
-        self.next = box._next
-        self.counters: dict[str, Any] = {**st.counters, "sinks": {n: {"acked": r.acked, "dead_lettered": r.dead_lettered} for n, r in box.readers.items()}}
-        self.backlog_rows, self.backlog_bytes = st.rows, st.bytes
-        self.d_rows, self.d_bytes = st.dead_rows, st.dead_bytes
-        self.inserted: list[Row] = []
-        self.cursors: list[tuple[str, int]] = []  # (sink, cursor) written in this transaction
-        self.gone: list[tuple[int, int]] = []  # (records, bytes) of rows deleted (requeue/purge never delete log rows)
-        self.gone_telemetry = 0
-        self.discards: list[tuple[int, int, int, str, str]] = []  # (first, last, bytes, device, type)
-        self.shed_newest: list[tuple[str, str, int]] = []
-        self.discarded = 0
-        self.pruned = 0
-        due = box._minutes.due(everything)
-        self.minutes = due
-        self.mark = due[1] if due else None
-
-    def busy(self) -> list[tuple[int, int]]:
-        return [b for r in self.readers.values() if (b := r.busy())]
-
-    @property
-    def floor(self) -> int:
-        return min((r.cursor for r in self.readers.values()), default=self.next - 1)
-
-
 def _chunk(batches: list[Batch], most: int) -> int:
     """How many batches go into one transaction: about `most` records and CHUNK_BYTES (at least one)."""
     n = size = 0
@@ -762,165 +739,3 @@ async def _checkpoint(db: aiosqlite.Connection | None) -> None:
             await cur.fetchall()  # its row read, or the statement stays open and blocks the next COMMIT
     except sqlite3.Error:
         pass  # the disk is full for this too; the next failure or the recovery tries again
-
-
-INSERT = "INSERT INTO log(seq, last, type, station, device, context_id, at, protected, only, head, items, size) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
-
-
-def _stage(conn: sqlite3.Connection, p: _Plan) -> None:
-    """The statements of one group commit (the caller commits or rolls back)."""
-    c = p.counters
-    if p.dead:
-        _dead_letter(conn, p)
-    insert(conn, p, _make_room(conn, p) if p.batches else p.batches)
-    # Captured: every record that reached this commit, inserted or discarded by the policy in it.
-    c["captured"] += sum(len(b.items) for b in p.batches)
-    for station, state in p.context.items():
-        conn.execute("INSERT OR REPLACE INTO context(station, state) VALUES (?, ?)", (station, state))
-    if p.minutes:
-        conn.executemany(UPSERT, p.minutes[0])
-    c["discarded"] += p.discarded
-
-
-def insert(conn: sqlite3.Connection, p: _Plan, batches: list[Batch]) -> None:
-    """Give `batches` their seqs and write them as log rows, with their index keys and contexts."""
-    rows = []
-    keys = []
-    intervals = []
-    seq = p.next
-    for b in batches:
-        n = len(b.items)
-        items = b"\n".join(b.items)
-        size = len(b.head) + len(items)
-        chunk = Chunk(seq, seq + n - 1, b.type, b.station, b.device, b.at, b.head, items)
-        rows.append((seq, seq + n - 1, b.type, b.station, b.device, b.context_id, b.at, int(b.protected), b.only, b.head, items, size))
-        p.inserted.append(Row(chunk, size, b.protected, b.context_id, b.only, b.points))
-        if b.keys:
-            keys.extend((k, v, seq, b.at, b.station) for k, v in b.keys)
-        if b.interval:
-            intervals.append((*b.interval, seq, seq))
-        seq += n
-    if rows:
-        conn.executemany(INSERT, rows)
-    if keys:
-        conn.executemany("INSERT OR IGNORE INTO keys(key, value, seq, at, station) VALUES (?,?,?,?,?)", keys)
-    for iv in intervals:
-        conn.execute(
-            "INSERT INTO contexts VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(context_id) DO UPDATE SET work_order = excluded.work_order, "
-            "operation = excluded.operation, lot = excluded.lot, ended_at = excluded.ended_at, last_seq = excluded.last_seq",
-            iv,
-        )
-    p.next = seq
-
-
-def _dead_letter(conn: sqlite3.Connection, p: _Plan) -> None:
-    """Copy refused records into `dead_letter`, whole, with the reason (the log row stays: the
-    other sinks and the journal still need it)."""
-    now = time.time()
-    out = []
-    for sink, first, last, reason in p.dead:
-        for seq, l, type_, prot, head, items in conn.execute(
-            "SELECT seq, last, type, protected, head, items FROM log WHERE seq >= coalesce((SELECT max(seq) FROM log WHERE seq <= ?), 0) AND seq <= ?",
-            (first, last),
-        ):
-            if l < first:
-                continue
-            h = orjson.loads(head)
-            for i, line in enumerate(bytes(items).split(b"\n")):
-                s = seq + i
-                if first <= s <= last:
-                    rec = orjson.dumps({"seq": s, **h, **orjson.loads(line)})
-                    out.append((s, sink, type_, prot, reason, now, rec))
-    conn.executemany("INSERT OR REPLACE INTO dead_letter(seq, sink, type, protected, reason, at, record) VALUES (?,?,?,?,?,?,?)", out)
-    p.d_rows += len(out)
-    p.d_bytes += sum(len(o[6]) for o in out)
-    _prune_dead(conn, p)
-
-
-def _prune_dead(conn: sqlite3.Connection, p: _Plan) -> None:
-    """Keep the dead-letter table within its limits: delete its oldest rows, counted."""
-    max_rows, max_bytes = p.cfg.dead_letter_max_rows, p.cfg.dead_letter_max_bytes
-    while p.d_rows > max_rows or p.d_bytes > max_bytes:
-        want = max(p.d_rows - max_rows, 1)
-        if p.d_bytes > max_bytes:
-            want = max(want, (p.d_bytes - max_bytes) * p.d_rows // max(p.d_bytes, 1) + 1)
-        gone = conn.execute(
-            "DELETE FROM dead_letter WHERE rowid IN (SELECT rowid FROM dead_letter ORDER BY seq LIMIT ?) RETURNING length(record)", (want,)
-        ).fetchall()
-        if not gone:
-            break
-        p.d_rows -= len(gone)
-        p.d_bytes -= sum(g[0] for g in gone)
-        p.pruned += len(gone)
-        p.counters["dead_letter_pruned"] += len(gone)
-
-
-def _make_room(conn: sqlite3.Connection, p: _Plan) -> list[Batch]:
-    """Apply the overflow policy so that the new records fit; return the batches still to insert."""
-    batches = p.batches
-    cfg = p.cfg
-    new_rows = sum(len(b.items) for b in batches)
-    new_bytes = sum(b.size for b in batches)
-    over_rows = p.backlog_rows + new_rows - cfg.max_rows
-    over_bytes = p.backlog_bytes + new_bytes - cfg.max_bytes
-    if over_rows <= 0 and over_bytes <= 0:
-        return batches
-    now = time.time()
-    if cfg.overflow == "drop_oldest":
-        busy = p.busy()
-        spare = " ".join(f"AND NOT (last >= {lo} AND seq <= {hi})" for lo, hi in busy)
-        floor = p.floor
-        while over_rows > 0 or over_bytes > 0:
-            avg = max(p.backlog_rows, 1) and max(p.backlog_bytes, 1) / max(p.backlog_rows, 1)
-            want = max(over_rows, int(over_bytes / avg) + 1 if over_bytes > 0 else 0, 1)
-            gone = conn.execute(
-                f"DELETE FROM log WHERE seq IN (SELECT seq FROM log WHERE protected = 0 AND last > ? {spare} ORDER BY seq LIMIT ?) "
-                "RETURNING seq, last, size, device, type",
-                (floor, max(1, want // 16)),
-            ).fetchall()
-            if not gone:
-                break
-            gone.sort()
-            for seq, last, size, device, type_ in gone:
-                lo = max(seq, floor + 1)
-                n = last - lo + 1
-                over_rows -= n
-                over_bytes -= size * n // (last - seq + 1)
-                p.discarded += n
-                p.discards.append((seq, last, size, device, type_))
-                p.gone.append((last - seq + 1, size))
-                p.gone_telemetry += size
-            p.backlog_rows = max(p.backlog_rows - sum(last - max(s, floor + 1) + 1 for s, last, *_ in gone), 0)
-            conn.executemany(
-                "INSERT INTO discards(first_seq, last_seq, count, policy, at) VALUES (?, ?, ?, ?, ?)",
-                [(a, b, b - a + 1, cfg.overflow, now) for a, b in _runs([(max(s, floor + 1), last) for s, last, *_ in gone])],
-            )
-    if over_rows > 0 or over_bytes > 0:
-        # drop_newest, or nothing old left to drop: the newest incoming telemetry gives way, as much
-        # as needed; protected records stay.
-        keep = []
-        dropped = 0
-        for b in reversed(batches):
-            if (over_rows > 0 or over_bytes > 0) and not b.protected:
-                over_rows -= len(b.items)
-                over_bytes -= b.size
-                dropped += len(b.items)
-                p.shed_newest.append((b.device, b.type, len(b.items)))
-            else:
-                keep.append(b)
-        if dropped:
-            p.discarded += dropped
-            conn.execute("INSERT INTO discards(first_seq, last_seq, count, policy, at) VALUES (NULL, NULL, ?, ?, ?)", (dropped, cfg.overflow, now))
-            batches = keep[::-1]
-    return batches
-
-
-def _runs(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    """Merge sorted (first, last) ranges that touch into runs."""
-    out: list[list[int]] = []
-    for a, b in sorted(ranges):
-        if out and a <= out[-1][1] + 1:
-            out[-1][1] = max(out[-1][1], b)
-        else:
-            out.append([a, b])
-    return [(a, b) for a, b in out]

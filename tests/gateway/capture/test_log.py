@@ -272,3 +272,29 @@ async def test_a_cursor_is_written_without_new_records(tmp_path):
 
         await eventually(lambda: durable() == s, what="the cursor on disk")
         writer.cancel()
+
+
+async def test_a_refused_record_is_not_pruned_before_its_dead_letter_is_written(tmp_path):
+    async with open_log(tmp_path, journal=JournalConfig(telemetry_bytes=0, keep_days=0)) as box:
+        tel(box, 1)
+        await box.flush()
+        ((s, _),) = await take(box)
+        box.feed("mqtt").dead(s, s, "refused")  # the cursor passes it at once; the copy waits for a commit
+        while await box.prune():
+            pass
+        await box.flush()
+    with sqlite3.connect(tmp_path / "buffer.db") as db:
+        assert db.execute("SELECT seq, reason FROM dead_letter").fetchall() == [(s, "refused")]
+
+
+async def test_drop_newest_gives_way_only_as_much_as_needed(tmp_path):
+    async with open_log(tmp_path, max_rows=100, overflow="drop_newest") as box:
+        for i in range(80):
+            tel(box, i)
+        await box.flush()
+        for i in range(80, 110):
+            tel(box, i)  # one batch of 30, 10 too many
+        await box.flush()
+        recs = await take(box)
+        assert [r["value"] for _, r in recs] == list(range(100))  # the newest 10 went, not the whole batch
+        assert box.stats.counters["discarded"] == 10 and balance(box) == 0
