@@ -5,11 +5,11 @@ of its own, in a thread, so that a long query never holds up capture."""
 
 from __future__ import annotations
 
-import asyncio
 from html import escape
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
 from aiohttp import web
 
 from gateway.page import chart
@@ -35,9 +35,10 @@ def _opts(q: Any) -> dict[str, Any]:
     return out
 
 
-async def answer(request: web.Request) -> tuple[dict[str, Any] | None, dict[str, float] | None]:
-    """(the trace answer or None, the journal's time range) for the request's kind and key, through
-    the same checks and read-only connection as `shopfloor-gateway trace`; HTTP errors otherwise."""
+async def answer(request: web.Request) -> tuple[bytes, dict[str, float] | None]:
+    """(the trace answer as JSON, `null` when nothing was found; the journal's time range) for the
+    request's kind and key, through the same checks and read-only connection as `shopfloor-gateway
+    trace`; HTTP errors otherwise."""
     kind, key = request.query.get("kind", "lot"), request.query.get("key", "").strip()
     if kind not in KINDS or not key:
         raise web.HTTPBadRequest(text=f"kind must be one of {', '.join(KINDS)}, and a key is needed\n")
@@ -52,14 +53,15 @@ async def answer(request: web.Request) -> tuple[dict[str, Any] | None, dict[str,
     if not rsp["ok"]:
         error = web.HTTPBadRequest if rsp.get("code") == "invalid" else web.HTTPServiceUnavailable
         raise error(text=rsp["error"] + "\n")
-    return rsp["trace"], rsp.get("journal")
+    # The answer may come encoded already (from the trace worker): it is passed on as it is.
+    return orjson.dumps(rsp["trace"]), rsp.get("journal")
 
 
 async def api(request: web.Request) -> web.Response:
-    found, span = await answer(request)
-    if found is None:
+    body, span = await answer(request)
+    if body == b"null":
         return web.Response(status=404, body=dumps({"error": "nothing found", "journal": span}), content_type="application/json")
-    return web.Response(body=dumps(found), content_type="application/json")
+    return web.Response(body=body, content_type="application/json")
 
 
 async def view(request: web.Request) -> web.Response:
@@ -69,7 +71,8 @@ async def view(request: web.Request) -> web.Response:
     body, status = "", 200
     if key:
         try:
-            found, span = await answer(request)
+            encoded, span = await answer(request)
+            found = orjson.loads(encoded)
             body = render(found, words, request.query.get("tag")) if found else nothing(words, span)
         except web.HTTPException as exc:
             body, status = f'<p class="problem">{escape(exc.text or exc.reason)}</p>', exc.status
