@@ -24,7 +24,7 @@ from gateway.capture.supervisor import Health, supervise
 from gateway.config import Config
 from gateway.errors import BufferError, ConfigError, DriverFatal
 from gateway.northbound.mqtt import Publisher, tls_context
-from gateway.ops import control, logs
+from gateway.ops import control, logs, trace
 from gateway.ops import reload as reload_mod
 from gateway.ops.notify import notify, watchdog_interval
 from gateway.ops.version import VERSION
@@ -117,6 +117,8 @@ class Gateway:
             return await self.change(r.station, r.change("cli", peer.actor))
         if cmd == "dead_letter":
             return await deadletter.handle(self.outbox, req)
+        if cmd == "trace":
+            return await trace.handle(self.cfg.buffer.path, req, trace.config_limits(self.cfg))
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
     def poll_periods(self) -> dict[str, dict]:
