@@ -17,8 +17,7 @@ import itertools
 import math
 import sqlite3
 from bisect import bisect_right
-from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -246,55 +245,77 @@ def sessions_in(ctx: dict[str, Any], events: list[dict[str, Any]]) -> list[dict[
 # -- tags ---------------------------------------------------------------------------------------
 
 
+# Per tag of one context: its totals, and its minutes as one JSON array of [minute, count, min, max,
+# mean, numeric] built by SQLite in key order (the primary key's: by minute), so that rows are not
+# fetched one by one.
+TAG_SQL = """
+SELECT station, device, tag, max(unit), sum(count), sum(numeric), min(min), max(max), sum(sum),
+       json_group_array(json_array(minute, count, min, max, CASE WHEN numeric > 0 THEN sum / numeric END, numeric))
+FROM minutes WHERE context_id = ? GROUP BY device, tag
+"""
+
+
 def tag_rows(j: Journal, ctxs: list[dict[str, Any]], config_limits: dict) -> list[dict[str, Any]]:
-    per: dict[tuple[str, str, str], dict[int, list]] = defaultdict(dict)
-    units: dict[tuple[str, str, str], str | None] = {}
+    per: dict[tuple[str, str, str], list] = {}
     windows: list[tuple[float, float]] = []
     for ctx in ctxs:
         windows.append((ctx["started_at"] if ctx["started_at"] is not None else ctx["_end"], ctx["_end"]))
-        for station, device, tag, minute, count, numeric, lo, hi, total, unit in j.conn.execute(
-            "SELECT station, device, tag, minute, count, numeric, min, max, sum, unit FROM minutes WHERE context_id = ?",
-            (ctx["context_id"],),
-        ):
+        for station, device, tag, unit, count, numeric, lo, hi, total, minutes in j.conn.execute(TAG_SQL, (ctx["context_id"],)):
             k = (station, device, tag)
-            prev = per[k].get(minute)
-            if prev is None:
-                per[k][minute] = [count, numeric, lo, hi, total]
-            else:  # the same minute in two contexts of one order: a changeover
-                prev[0] += count
-                prev[1] += numeric
-                prev[2] = _min(prev[2], lo)
-                prev[3] = _max(prev[3], hi)
-                prev[4] = (prev[4] or 0) + (total or 0) if total is not None or prev[4] is not None else None
-            if unit is not None:
-                units[k] = unit
+            new = [unit, count, numeric, lo, hi, total, orjson.loads(minutes)]
+            old = per.get(k)
+            per[k] = new if old is None else [old[0] or unit, old[1] + count, old[2] + numeric, _min(old[3], lo), _max(old[4], hi),
+                                             _add(old[5], total), old[6] + new[6]]
     minutes = _window_minutes(windows)
     alarms = [a for ctx in ctxs for a in ctx["_alarms"]]
     out = []
     for k in sorted(per):
         station, device, tag = k
-        agg = per[k]
-        series = []
-        for m in minutes:
-            a = agg.get(m)
-            if a is None:
-                series.append({"t": m * 60.0, "min": None, "max": None, "mean": None, "count": 0})
-            else:
-                series.append({"t": m * 60.0, "min": a[2], "max": a[3], "mean": a[4] / a[1] if a[1] and a[4] is not None else None, "count": a[0]})
+        unit, count, numeric, lo, hi, total, rows = per[k]
+        points = series(rows, minutes)
         tag_alarms = [a for a in alarms if a.get("device") == device and a.get("tag") == tag and a.get("station", station) == station]
-        limits = limits_of(tag_alarms, config_limits.get((device, tag)) or config_limits.get(f"{device}/{tag}"))
-        numeric = sum(a[1] for a in agg.values())
-        total = sum(a[4] for a in agg.values() if a[4] is not None)
+        limits = limits_of(tag_alarms, config_limits.get((device, tag)))
         out.append({
-            "station": station, "device": device, "tag": tag, "unit": units.get(k),
-            "count": sum(a[0] for a in agg.values()),
-            "min": _reduce(_min, (a[2] for a in agg.values())), "max": _reduce(_max, (a[3] for a in agg.values())),
-            "mean": total / numeric if numeric else None,
+            "station": station, "device": device, "tag": tag, "unit": unit, "count": count, "min": lo, "max": hi,
+            "mean": total / numeric if numeric and total is not None else None,
             "limits": limits,
-            "out_of_limits": out_of_limits(agg, limits, tag_alarms, windows),
-            "series": series,
+            "out_of_limits": out_of_limits(points, limits, tag_alarms, windows),
+            "series": points,
         })
     return out
+
+
+def series(rows: list[list], minutes: list[int]) -> list[dict[str, Any]]:
+    """One point per minute of the window; a minute without records has count 0 (a gap stays visible)."""
+    if len(rows) > 1 and any(a[0] >= b[0] for a, b in zip(rows, rows[1:])):
+        rows = _merged(rows)
+    if len(rows) == len(minutes):
+        return [{"t": r[0] * 60.0, "min": r[2], "max": r[3], "mean": r[4], "count": r[1]} for r in rows]
+    have = {r[0]: r for r in rows}
+    out = []
+    for m in minutes:
+        r = have.get(m)
+        out.append({"t": m * 60.0, "min": None, "max": None, "mean": None, "count": 0} if r is None else
+                   {"t": m * 60.0, "min": r[2], "max": r[3], "mean": r[4], "count": r[1]})
+    return out
+
+
+def _merged(rows: list[list]) -> list[list]:
+    """Minutes of several contexts in order; a minute in two of them (a changeover) becomes one."""
+    out: dict[int, list] = {}
+    for r in sorted(rows, key=lambda r: r[0]):
+        q = out.get(r[0])
+        if q is None:
+            out[r[0]] = list(r)
+            continue
+        n = q[5] + r[5]
+        mean = ((q[4] or 0) * q[5] + (r[4] or 0) * r[5]) / n if n else None
+        out[r[0]] = [r[0], q[1] + r[1], _min(q[2], r[2]), _max(q[3], r[3]), mean, n]
+    return list(out.values())
+
+
+def _add(a, b):
+    return b if a is None else a if b is None else a + b
 
 
 def _min(a, b):
@@ -303,13 +324,6 @@ def _min(a, b):
 
 def _max(a, b):
     return b if a is None else a if b is None else max(a, b)
-
-
-def _reduce(f, values: Iterable) -> Any:
-    acc = None
-    for v in values:
-        acc = f(acc, v)
-    return acc
 
 
 def _window_minutes(windows: list[tuple[float, float]]) -> list[int]:
@@ -335,14 +349,14 @@ def limits_of(alarms: list[dict[str, Any]], configured: dict | None) -> dict[str
     return {"low": low, "high": high}
 
 
-def out_of_limits(agg: dict[int, list], limits: dict | None, alarms: list[dict[str, Any]], windows: list[tuple[float, float]]) -> list[dict[str, float]]:
+def out_of_limits(points: list[dict[str, Any]], limits: dict | None, alarms: list[dict[str, Any]], windows: list[tuple[float, float]]) -> list[dict[str, float]]:
     """Periods outside the limits: minutes whose extremes crossed them, and raised..cleared alarm pairs."""
     periods: list[tuple[float, float]] = []
     if limits:
         lo, hi = limits["low"], limits["high"]
-        for m, a in agg.items():
-            if (hi is not None and a[3] is not None and a[3] > hi) or (lo is not None and a[2] is not None and a[2] < lo):
-                periods.append((m * 60.0, m * 60.0 + 60.0))
+        for p in points:
+            if (hi is not None and p["max"] is not None and p["max"] > hi) or (lo is not None and p["min"] is not None and p["min"] < lo):
+                periods.append((p["t"], p["t"] + 60.0))
     raised: dict[str, float] = {}
     for a in sorted(alarms, key=lambda a: a["seq"]):
         name, at = str(a.get("alarm")), when(a)

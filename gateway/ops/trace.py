@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import functools
 import io
-import json
 import math
 import sqlite3
 import sys
@@ -19,6 +19,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from gateway.journal import schema, trace
 from gateway.station import ids
@@ -231,7 +233,7 @@ def cmd_trace(args) -> int:
         print(nothing(req, rsp.get("journal")), file=sys.stderr)
         return EX_NOTHING
     if args.json:
-        print(json.dumps(iso_times(found), indent=2, ensure_ascii=False))
+        print(as_json(found))
     elif args.csv:
         print(render_csv(found), end="")
     else:
@@ -267,6 +269,11 @@ def local(t: float | None) -> str:
     return datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")
 
 
+def as_json(found: dict[str, Any]) -> str:
+    return orjson.dumps(iso_times(found), option=orjson.OPT_INDENT_2).decode()
+
+
+@functools.lru_cache(maxsize=65536)  # every tag's series has the same minutes
 def utc(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
