@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 import orjson
@@ -94,6 +93,8 @@ class Build:
 
     def flush(self) -> None:
         c = self.conn
+        self.minutes.sort(key=lambda r: (r[3], r[1], r[2], r[4]))  # in primary-key order
+        self.keys.sort()
         c.execute("BEGIN")
         c.executemany("INSERT INTO log VALUES(?,?,?,?,?,?,?,?,?,?,?,?)", self.log)
         c.executemany("INSERT OR IGNORE INTO keys VALUES(?,?,?,?,?)", self.keys)
@@ -192,7 +193,9 @@ class Build:
         shift = int((at % 86400) // 28800)
         pool = self.ops[station]
         operators = [pool[(shift * 2) % len(pool)], pool[(shift * 2 + 1) % len(pool)]]
-        self.ctx[station] = {"context_id": uuid.UUID(int=self.rnd.getrandbits(128)).hex[:16], "work_order": wo, "operation": "10",
+        # 16 hex digits like the gateway's, rising with time here so that rows go in at the end of the keys
+        cid = f"{int(at * 1000):011x}{self.rnd.getrandbits(20):05x}"
+        self.ctx[station] = {"context_id": cid, "work_order": wo, "operation": "10",
                              "lot": lot, "operators": operators, "started_at": at}
         self.orders.append(wo)
         self.lots.append(lot)

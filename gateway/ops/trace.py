@@ -116,11 +116,14 @@ def parse_time(name: str, text: str | None) -> float | None:
         raise Invalid(f"{name}: {_shown(text)} is out of range")
     try:
         d = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        return (d if d.tzinfo else d.astimezone()).timestamp()
+        t = (d if d.tzinfo else d.astimezone()).timestamp()
     except ValueError:
         raise Invalid(f"{name}: {_shown(text)} is neither an ISO date/time (2026-11-02T06:00) nor unix seconds") from None
     except (OverflowError, OSError):
         raise Invalid(f"{name}: {_shown(text)} is out of range") from None
+    if not 0 <= t < 32503680000:  # 1970 to 3000, as the journal's times
+        raise Invalid(f"{name}: {_shown(text)} is out of range")
+    return t
 
 
 def check_request(req: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:

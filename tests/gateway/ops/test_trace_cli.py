@@ -200,14 +200,27 @@ def fuzz_journal(tmp_path_factory):
     return path
 
 
-REQ_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=70), lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3), max_leaves=6)
+EDGES = st.sampled_from([10**400, -(10**400), 2**63, float("nan"), float("inf"), "", "\x00", "1" * 65])
+REQ_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=70) | EDGES, lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3), max_leaves=6)
 
 
 @FUZZ
-@given(kind=st.one_of(st.sampled_from(list(ops.trace.KINDS)), REQ_VALUES), key=REQ_VALUES,
+@given(kind=st.one_of(st.sampled_from(list(ops.trace.KINDS)), REQ_VALUES), key=st.one_of(st.sampled_from(["LOT-A", OP, "WO-1"]), REQ_VALUES),
        opts=st.one_of(REQ_VALUES, st.dictionaries(st.sampled_from(["gtin", "since", "until", "limits"]), REQ_VALUES, max_size=3)))
 def test_fuzz_control_requests_are_answered(fuzz_journal, kind, key, opts):
     rsp = asyncio.run(ops.handle(fuzz_journal, {"cmd": "trace", "kind": kind, "key": key, "opts": opts}))
     assert isinstance(rsp, dict) and isinstance(rsp["ok"], bool)
     assert rsp["ok"] or rsp["code"] == "invalid"
     json.dumps(rsp)
+
+
+@pytest.mark.parametrize("value", [10**400, -(10**400), float("nan"), float("inf"), True, "0"])
+def test_control_request_times_must_be_unix_seconds(value, fuzz_journal):
+    rsp = asyncio.run(ops.handle(fuzz_journal, {"cmd": "trace", "kind": "operator", "key": OP, "opts": {"since": value}}))
+    assert rsp == {"ok": False, "error": "since must be unix seconds", "code": "invalid"}
+
+
+@pytest.mark.parametrize("text", ["1e400", "nan", "0001-01-01", "3001-01-01", "1969-12-31T23:00:00Z", "-5"])
+def test_cli_times_out_of_range_are_refused(text):
+    with pytest.raises(ops.Invalid):
+        ops.parse_time("--from", text)
