@@ -224,3 +224,20 @@ def test_control_request_times_must_be_unix_seconds(value, fuzz_journal):
 def test_cli_times_out_of_range_are_refused(text):
     with pytest.raises(ops.Invalid):
         ops.parse_time("--from", text)
+
+
+def test_configured_limits_fill_in_for_tags_without_alarms(tmp_path, journal):  # noqa: F811
+    facts, _ = journal
+    devices = [{"kind": "modbus", "name": "plc1", "host": "127.0.0.1", "port": 1502,
+                "polls": [{"interval": 1, "tags": [{"name": "speed", "address": 0, "limits": {"high": 130.0}},
+                                                   {"name": "temp", "address": 1, "limits": {"high": 99.0, "low": 10.0}}]}]}]
+    path = write_config(tmp_path, 1, devices, buffer={"path": str(facts["path"])})
+    limits = ops.config_limits(config_mod.load(path))
+    assert limits[("plc1", "speed")]["high"] == 130.0
+    r = cli("trace", "lot", "LOT-A", "-c", str(path), "--json")
+    assert r.returncode == 0, r.stderr
+    tags = {t["tag"]: t for t in json.loads(r.stdout)["tags"]}
+    assert tags["speed"]["limits"] == {"low": None, "high": 130.0}
+    assert [(p["from"][11:19], p["to"][11:19]) for p in tags["speed"]["out_of_limits"]] == [("14:19:00", "14:20:00")]  # 131..135 rpm
+    # the alarm records' limit (what applied then) over the configured one; the configured low fills in
+    assert tags["temp"]["limits"] == {"low": 10.0, "high": 80.0}
