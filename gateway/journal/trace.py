@@ -134,7 +134,8 @@ def contexts_of(j: Journal, kind: str, key: str) -> list[dict[str, Any]]:
         # A context whose lot was changed later still ran this lot for a while: its records say so.
         known = {r[0] for r in rows}
         more = [r[0] for r in c.execute(
-            "SELECT DISTINCT k2.value FROM keys k1 JOIN keys k2 ON k2.seq = k1.seq AND k2.key = 'context_id' "
+            # CROSS JOIN keeps this order: the lot's few records first, never every context_id key
+            "SELECT DISTINCT k2.value FROM keys k1 CROSS JOIN keys k2 ON k2.seq = k1.seq AND k2.key = 'context_id' "
             "WHERE k1.key = 'lot' AND k1.value = ?", (key,)) if r[0] not in known]
         for cid in more:
             rows += c.execute(f"SELECT {CONTEXT_COLUMNS} FROM contexts WHERE context_id = ?", (cid,)).fetchall()
@@ -454,12 +455,14 @@ def gtin_forms(gtin: str) -> list[str]:
 
 def material(j: Journal, span: dict[str, float], batch: str, gtin: str | None) -> dict[str, Any] | None:
     c = j.conn
-    seqs = [s for (s,) in c.execute("SELECT seq FROM keys WHERE key = 'batch' AND value = ? ORDER BY seq", (batch,))]
     if gtin:
         forms = gtin_forms(gtin)
-        marks = ",".join("?" * len(forms))
-        wanted = {s for (s,) in c.execute(f"SELECT seq FROM keys WHERE key = 'gtin' AND value IN ({marks})", forms)}
-        seqs = [s for s in seqs if s in wanted]
+        # the batch's few records first, then their GTIN key (a GTIN alone may have countless records)
+        seqs = [s for (s,) in c.execute(
+            f"SELECT k1.seq FROM keys k1 CROSS JOIN keys k2 ON k2.seq = k1.seq AND k2.key = 'gtin' AND k2.value IN ({','.join('?' * len(forms))}) "
+            "WHERE k1.key = 'batch' AND k1.value = ? ORDER BY k1.seq", (*forms, batch))]
+    else:
+        seqs = [s for (s,) in c.execute("SELECT seq FROM keys WHERE key = 'batch' AND value = ? ORDER BY seq", (batch,))]
     consumed = []
     for s in seqs:
         rec = j.record(s)
