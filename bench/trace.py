@@ -467,12 +467,14 @@ def interim(path: Path) -> None:
     try:
         import gateway.capture.log  # noqa: F401
     except ImportError:
+        from gateway.capture.outbox import SCHEMA as OUTBOX
+
         conn = sqlite3.connect(path)
         cols = [r[1] for r in conn.execute("PRAGMA table_info(dead_letter)")]
         if "payload" not in cols:
-            print("interim: the gateway's 0.1 outbox captures into the journal file; the journal's dead_letter table is dropped for it")
-            conn.execute("DROP TABLE dead_letter")
-            conn.commit()
+            print("interim: the gateway's 0.1 outbox captures into the journal file; its dead_letter table replaces the journal's")
+            conn.execute("DROP TABLE IF EXISTS dead_letter")
+            conn.executescript(OUTBOX)
         conn.close()
 
 

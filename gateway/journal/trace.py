@@ -263,17 +263,17 @@ def tag_rows(j: Journal, ctxs: list[dict[str, Any]], config_limits: dict) -> lis
         windows.append((ctx["started_at"] if ctx["started_at"] is not None else ctx["_end"], ctx["_end"]))
         for station, device, tag, unit, count, numeric, lo, hi, total, minutes in j.conn.execute(TAG_SQL, (ctx["context_id"],)):
             k = (station, device, tag)
-            new = [unit, count, numeric, lo, hi, total, orjson.loads(minutes)]
+            new = [unit, count, numeric, lo, hi, total, orjson.loads(minutes), False]
             old = per.get(k)
             per[k] = new if old is None else [old[0] or unit, old[1] + count, old[2] + numeric, _min(old[3], lo), _max(old[4], hi),
-                                             _add(old[5], total), old[6] + new[6]]
+                                             _add(old[5], total), old[6] + new[6], True]
     minutes = _window_minutes(windows)
     alarms = [a for ctx in ctxs for a in ctx["_alarms"]]
     out = []
     for k in sorted(per):
         station, device, tag = k
-        unit, count, numeric, lo, hi, total, rows = per[k]
-        points = series(rows, minutes)
+        unit, count, numeric, lo, hi, total, rows, several = per[k]
+        points = series(_merged(rows) if several else rows, minutes)
         tag_alarms = [a for a in alarms if a.get("device") == device and a.get("tag") == tag and a.get("station", station) == station]
         limits = limits_of(tag_alarms, config_limits.get((device, tag)))
         out.append({
@@ -288,8 +288,6 @@ def tag_rows(j: Journal, ctxs: list[dict[str, Any]], config_limits: dict) -> lis
 
 def series(rows: list[list], minutes: list[int]) -> list[dict[str, Any]]:
     """One point per minute of the window; a minute without records has count 0 (a gap stays visible)."""
-    if len(rows) > 1 and any(a[0] >= b[0] for a, b in zip(rows, rows[1:])):
-        rows = _merged(rows)
     if len(rows) == len(minutes):
         return [{"t": r[0] * 60.0, "min": r[2], "max": r[3], "mean": r[4], "count": r[1]} for r in rows]
     have = {r[0]: r for r in rows}

@@ -281,11 +281,25 @@ def utc(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def iso_times(obj: Any, key: str | None = None) -> Any:
+def iso_times(found: dict[str, Any]) -> dict[str, Any]:
+    """The trace with its times as ISO-8601 UTC text; the many points of tag series converted in place."""
+    out = {k: v for k, v in found.items() if k not in ("tags", "environment")}
+    out = _iso(out)
+    for section in ("tags", "environment"):
+        if section in found:
+            out[section] = [{**_iso({k: v for k, v in t.items() if k != "series"}), "series": _series(t["series"])} for t in found[section]]
+    return out
+
+
+def _series(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{**p, "t": utc(p["t"])} for p in points]
+
+
+def _iso(obj: Any, key: str | None = None) -> Any:
     if isinstance(obj, dict):
-        return {k: iso_times(v, k) for k, v in obj.items()}
+        return {k: _iso(v, k) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [iso_times(v, key if key in TIME_KEYS else None) for v in obj]
+        return [_iso(v, key if key in TIME_KEYS else None) for v in obj]
     if key in TIME_KEYS and isinstance(obj, int | float) and not isinstance(obj, bool):
         return utc(obj)
     return obj

@@ -179,3 +179,23 @@ def test_seq_at_bisects_ingest_time(journal):
     assert j.seq_at(T0 + 10_000) == facts["end"] + 1
     s = j.seq_at(T0 + 400)
     assert j.record(s)["event"] == "operator_out"
+
+
+def test_order_changeover_minute_is_one_point(tmp_path):
+    """Two contexts of one order share a minute (a changeover): one point, counts and mean of both."""
+    path = tmp_path / "j.sqlite3"
+    conn = create(path)
+    w = Writer(conn)
+    w.context("st10", "started", T0, context_id="a", work_order="WO-7", lot="L1")
+    w.readings("telemetry", "st10", "plc1", T0 + 10, [{"tag": "temp", "value": 10.0}])
+    w.readings("telemetry", "st10", "plc1", T0 + 20, [{"tag": "temp", "value": "n/a", "quality": "bad"}])
+    w.context("st10", "ended", T0 + 30)
+    w.context("st10", "started", T0 + 40, context_id="b", work_order="WO-7", lot="L2")
+    w.readings("telemetry", "st10", "plc1", T0 + 50, [{"tag": "temp", "value": 20.0}, {"tag": "temp", "value": 30.0}])
+    w.readings("telemetry", "st10", "plc1", T0 + 70, [{"tag": "temp", "value": 40.0}])
+    w.close()
+    conn.commit()
+    (temp,) = trace.query(ro(path), "order", "WO-7")["tags"]
+    assert temp["series"] == [{"t": T0, "min": 10.0, "max": 30.0, "mean": 20.0, "count": 4},
+                              {"t": T0 + 60, "min": 40.0, "max": 40.0, "mean": 40.0, "count": 1}]
+    assert (temp["count"], temp["mean"]) == (5, 25.0)
