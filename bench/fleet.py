@@ -91,8 +91,9 @@ def buffer_counts(path: Path) -> tuple[int, int]:
     """(captured, still held) from a stopped gateway's buffer file."""
     db = sqlite3.connect(path)
     try:
-        counters = orjson.loads(db.execute("SELECT value FROM meta WHERE key='counters'").fetchone()[0])
-        held = db.execute("SELECT count(*) FROM outbox").fetchone()[0]
+        counters = orjson.loads(db.execute("SELECT value FROM meta WHERE key='state'").fetchone()[0])["counters"]
+        cursor = min(c for (c,) in db.execute("SELECT seq FROM cursors"))
+        held = db.execute("SELECT coalesce(sum(last - max(seq, ?) + 1), 0) FROM log WHERE last > ?", (cursor + 1, cursor)).fetchone()[0]
     finally:
         db.close()
     return counters["captured"], held

@@ -2,10 +2,10 @@
 
 - `simulator(argv)`: a simulator as its own process (`python -m simulators …`), so its CPU is not
   counted as the gateway's; returns the process and the line it prints when ready.
-- `pipeline(...)`: the real gateway (`python -m gateway run`) as its own process with its outbox on a
+- `pipeline(...)`: the real gateway (`python -m gateway run`) as its own process with its capture log on a
   real SQLite file and its publisher connected to a private mosquitto on a free loopback port. While
   it runs, `status` is asked once a second through the control socket; the figures are the readings
-  per second, the outbox backlog (rows not yet acknowledged by the broker) at the start, middle and
+  per second, the backlog (rows not yet acknowledged by the broker) at the start, middle and
   end of the measured window, and the gateway process's CPU (percent of one core).
 - `driver_alone(...)`: the driver in this process, readings consumed and counted, nothing else.
 """
@@ -28,6 +28,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from gateway.driver import each  # noqa: E402
 from gateway.ops import control  # noqa: E402
 from tests.conftest import Broker  # noqa: E402
 
@@ -57,7 +58,7 @@ def stop(proc: subprocess.Popen | None) -> None:
 @dataclass
 class Sample:
     t: float  # seconds since the measured window began
-    rows: int  # outbox rows awaiting PUBACK
+    rows: int  # records awaiting PUBACK (the backlog)
     pending: int  # rows queued for the next group commit
     read: int
     published: int
@@ -82,10 +83,11 @@ class Result:
         print(f"{title}")
         print(f"  window           {self.seconds:6.1f} s after {WARMUP:.0f} s warm-up; devices {self.states}; broker {self.broker_state}")
         print(f"  readings         {self.readings:8d}  = {self.readings / self.seconds:9,.0f} /s captured")
-        print(f"  acknowledged     {self.published:8d}  = {self.published / self.seconds:9,.0f} /s rows deleted after PUBACK")
-        print(f"  outbox backlog   start {start.rows + start.pending:6d}   middle {mid.rows + mid.pending:6d}   end {end.rows + end.pending:6d}"
+        print(f"  acknowledged     {self.published:8d}  = {self.published / self.seconds:9,.0f} /s records acknowledged by the broker (PUBACK)")
+        print(f"  backlog          start {start.rows + start.pending:6d}   middle {mid.rows + mid.pending:6d}   end {end.rows + end.pending:6d}"
               f"   max {max(x.rows + x.pending for x in s):6d} rows   (oldest unsent at end: {_age(end.oldest_age)})")
-        print(f"  gateway process  CPU {self.cpu_percent:5.1f} % of one core   RSS {self.rss_mb:5.1f} MB   discarded {self.discarded}")
+        per = self.cpu_percent / 100 * self.seconds / max(self.readings, 1) * 1e6
+        print(f"  gateway process  CPU {self.cpu_percent:5.1f} % of one core = {per:.1f} us per data point   RSS {self.rss_mb:5.1f} MB   discarded {self.discarded}")
 
 
 def _age(a: float | None) -> str:
@@ -126,7 +128,9 @@ async def pipeline(devices: list[dict[str, Any]], seconds: float, mqtt: dict[str
         path.write_text(yaml.safe_dump(cfg, sort_keys=False))
         sock = tmp / "control.sock"
         log = open(tmp / "gateway.log", "wb")
-        gw = subprocess.Popen([sys.executable, "-m", "gateway", "run", "-c", str(path)], cwd=ROOT, stdout=log, stderr=log)
+        # BENCH_PROFILE=<file>: run the gateway under cProfile (slower; for where the time goes, not for figures).
+        profile = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
+        gw = subprocess.Popen([sys.executable, *profile, "-m", "gateway", "run", "-c", str(path)], cwd=ROOT, stdout=log, stderr=log)
         try:
             ps = psutil.Process(gw.pid)
             await _wait_status(sock, gw)
@@ -183,14 +187,15 @@ async def driver_alone(drivers: list[Any], seconds: float) -> None:
     async def consume(i: int, d: Any) -> None:
         await d.connect()
         try:
-            async for r in d.readings():
-                if first[i] is None:
-                    first[i] = r.tag
-                if measuring.is_set():
-                    counts[i] += 1
-                    bad[i] += r.quality != "good"
-                    if r.tag == first[i]:
-                        stamps[i].append(time.monotonic())
+            async for got in d.readings():
+                for r in each(got):
+                    if first[i] is None:
+                        first[i] = r.tag
+                    if measuring.is_set():
+                        counts[i] += 1
+                        bad[i] += r.quality != "good"
+                        if r.tag == first[i]:
+                            stamps[i].append(time.monotonic())
         finally:
             await d.aclose()
 
@@ -212,7 +217,7 @@ async def driver_alone(drivers: list[Any], seconds: float) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
     n = sum(counts)
     cpu = 100 * ((cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)) / wall
-    print("driver alone (readings consumed in this process; no outbox, no broker)")
+    print("driver alone (readings consumed in this process; no capture log, no broker)")
     print(f"  window           {wall:6.1f} s after {WARMUP:.0f} s warm-up; {len(drivers)} driver(s)")
     print(f"  readings         {n:8d}  = {n / wall:9,.0f} /s   (bad {sum(bad)})")
     print(f"  this process     CPU {cpu:5.1f} % of one core")

@@ -5,7 +5,7 @@
 
 Driver alone: the drivers run in this process and their readings are counted.
 `--pipeline`: the real gateway process reads the same devices, stamps, commits every reading to its
-SQLite outbox and publishes it to a private mosquitto; printed are readings/s, the outbox backlog at
+SQLite capture log and publishes it to a private mosquitto; printed are readings/s, the backlog at
 the start, middle and end of the window (it must not grow: the publisher keeps up), and the gateway's
 CPU. Each device is one TCP connection polling `--tags` uint16 registers (one merged request) every
 `--interval` seconds: devices × tags / interval readings per second. Prints figures; asserts nothing.
@@ -38,7 +38,7 @@ async def main_async(args: argparse.Namespace) -> None:
         print(f"modbus: {args.devices} TCP connection(s) x {args.tags} registers every {args.interval} s = {rate:,.0f} readings/s offered; simulator {line}")
         if args.pipeline:
             res = await pipeline(devs, args.seconds, mqtt={"max_pack": args.pack})
-            res.report(f"pipeline (gateway process -> SQLite outbox -> mosquitto, max_pack {args.pack})")
+            res.report(f"pipeline (gateway process -> SQLite capture log -> mosquitto, max_pack {args.pack})")
         else:
             from drivers.modbus.config import ModbusConfig
 
@@ -53,7 +53,7 @@ def main() -> int:
     p.add_argument("--devices", type=int, default=10, help="Modbus TCP connections (PLCs) to the simulator")
     p.add_argument("--tags", type=int, default=100, help="uint16 registers per device (<= 125: one request)")
     p.add_argument("--interval", type=float, default=0.1, help="poll interval in seconds")
-    p.add_argument("--pipeline", action="store_true", help="through the real gateway, outbox and a private mosquitto")
+    p.add_argument("--pipeline", action="store_true", help="through the real gateway, capture log and a private mosquitto")
     p.add_argument("--pack", type=int, default=100, help="with --pipeline: mqtt.max_pack")
     args = p.parse_args()
     asyncio.run(main_async(args))

@@ -5,8 +5,8 @@ through one subscription.
     python bench/opcua.py --pipeline [--seconds 20] …                            # through the gateway
 
 Driver alone: the driver runs in this process and its readings are counted.
-`--pipeline`: the real gateway process subscribes, stamps, commits every reading to its SQLite outbox
-and publishes it to a private mosquitto; printed are readings/s, the outbox backlog at the start,
+`--pipeline`: the real gateway process subscribes, stamps, commits every reading to its SQLite capture log
+and publishes it to a private mosquitto; printed are readings/s, the backlog at the start,
 middle and end of the window (it must not grow: the publisher keeps up), and the gateway's CPU.
 Every node changes every `--period` seconds and is sampled at that rate: nodes / period readings per
 second offered (the simulator is pure Python: on a small machine it may offer less). Prints figures;
@@ -38,7 +38,7 @@ async def main_async(args: argparse.Namespace) -> None:
         print(f"opcua: {args.nodes} nodes changing every {args.period} s = {args.nodes / args.period:,.0f} changes/s offered; {url}")
         if args.pipeline:
             res = await pipeline([dev], args.seconds, mqtt={"max_pack": args.pack})
-            res.report(f"pipeline (gateway process -> SQLite outbox -> mosquitto, max_pack {args.pack})")
+            res.report(f"pipeline (gateway process -> SQLite capture log -> mosquitto, max_pack {args.pack})")
         else:
             from drivers.opcua.config import OpcUaConfig
 
@@ -52,7 +52,7 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=60.0, help="measured window in seconds (after a 3 s warm-up)")
     p.add_argument("--nodes", type=int, default=1000, help="changing nodes subscribed (monitored items)")
     p.add_argument("--period", type=float, default=0.1, help="seconds between changes (and sampling interval)")
-    p.add_argument("--pipeline", action="store_true", help="through the real gateway, outbox and a private mosquitto")
+    p.add_argument("--pipeline", action="store_true", help="through the real gateway, capture log and a private mosquitto")
     p.add_argument("--pack", type=int, default=100, help="with --pipeline: mqtt.max_pack")
     args = p.parse_args()
     asyncio.run(main_async(args))

@@ -1,4 +1,4 @@
-"""Capture-pipeline benchmark: the synthetic driver through the real outbox and a real mosquitto at QoS 1.
+"""Capture-pipeline benchmark: the synthetic driver through the real capture log and a real mosquitto at QoS 1.
 
     python bench/pipeline.py                  # all phases, about 2 minutes
     python bench/pipeline.py --quick          # shorter phases and a 200,000-row backlog
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -30,9 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gateway.ops import control  # noqa: E402
-from gateway.capture.record import Origin, encode, stamp  # noqa: E402
 from gateway.model import Reading  # noqa: E402
-from gateway.station.context import Context  # noqa: E402
 from simulators.broker import Broker  # noqa: E402
 
 
@@ -135,24 +132,26 @@ def phase_rate(tmp: Path, broker: Broker, rate: float, seconds: float, warmup: f
 
 
 def prefill(db_path: Path, rows: int) -> None:
-    """Write a backlog exactly as the gateway would have (same schema, same payloads)."""
-    gw = Gateway(db_path.parent, 1, 0)  # create the schema by starting the gateway once, no devices
-    gw.start()
-    gw.stop()
-    origin = Origin("bench", "s", "a", "l", "st1", "load", "synthetic", "shopfloor")
-    ctx = Context("st1")
-    topic = origin.topic("telemetry")
-    now = time.time()
-    with sqlite3.connect(db_path) as db:
-        batch = []
-        for i in range(rows):
-            payload = encode(stamp(Reading(f"tag{i % 50}", 50.0 + i % 100, now), origin, ctx, now))
-            batch.append((topic, payload, 0, now))
-            if len(batch) == 50_000:
-                db.executemany("INSERT INTO outbox(topic, payload, protected, at) VALUES (?, ?, 0, ?)", [(t, p, a) for t, p, _, a in batch])
-                batch.clear()
-        if batch:
-            db.executemany("INSERT INTO outbox(topic, payload, protected, at) VALUES (?, ?, 0, ?)", [(t, p, a) for t, p, _, a in batch])
+    """Write a backlog exactly as the gateway would have: through the real pipeline and capture log,
+    in polls of 50 readings (one row each), with no sink connected."""
+    from gateway import config
+    from gateway.capture.log import Log
+    from gateway.capture.pipeline import Pipeline
+
+    gw = Gateway(db_path.parent, 1, 1)  # its configuration, with the `load` device
+    cfg = config.load(gw.cfg_path)
+
+    async def fill() -> None:
+        async with Log(cfg.buffer, [s.name for s in cfg.northbound], cfg.journal) as box:
+            p = Pipeline(cfg, box)
+            origin = p.origins["load"]
+            for i in range(0, rows, 50):
+                now = time.time()
+                p.submit_many(origin, [Reading(f"tag{j}", 50.0 + (i + j) % 100, now) for j in range(min(50, rows - i))])
+                if i % 20_000 == 0:
+                    await box.flush()
+
+    asyncio.run(fill())
 
 
 def phase_drain(tmp: Path, broker: Broker, rows: int, rate: float) -> dict:
@@ -217,7 +216,7 @@ def main() -> int:
         broker.start()
         consumer = Consumer(broker.port)
         try:
-            print(f"pipeline benchmark: synthetic driver -> outbox (SQLite, synchronous=full) -> mosquitto QoS 1, {psutil.cpu_count()} cores")
+            print(f"pipeline benchmark: synthetic driver -> capture log (SQLite, synchronous=full) -> mosquitto QoS 1, {psutil.cpu_count()} cores")
             r = phase_rate(tmp, broker, 1000, seconds)
             lat = r["latency"] or {}
             print(f"latency at 1,000 readings/s: ingest->PUBACK p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms, max {lat.get('max')} ms; CPU {r['cpu_pct']:.1f} %")

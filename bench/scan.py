@@ -1,5 +1,5 @@
 """Scan benchmark: classification/decoding throughput on one core, and scan → feedback and
-scan → committed-row latency through the real gateway (serial scanner on a pty, SQLite outbox,
+scan → committed-row latency through the real gateway (serial scanner on a pty, SQLite capture log,
 private mosquitto when one is installed).
 
     python bench/scan.py [--seconds 3] [--scans 500]
@@ -90,14 +90,14 @@ async def latency(count: int) -> None:
         committed: list[float] = []
         try:
             async with InProcess(path) as gw:
-                outbox = gw.gw.pipeline.outbox
-                orig = outbox.committed
+                box = gw.gw.log
+                orig = box.committed
 
                 async def timed(ticket):
                     await orig(ticket)
                     committed.append(time.perf_counter())
 
-                outbox.committed = timed
+                box.committed = timed
                 # Opening a serial port flushes its input: scan only once the gateway has it open.
                 while (await gw.status())["devices"][0]["state"] != "connected":
                     await asyncio.sleep(0.02)
@@ -120,7 +120,7 @@ async def latency(count: int) -> None:
     for name, xs in (("scan -> committed row", cm), ("scan -> feedback at the scanner", fb)):
         p50, p99 = statistics.median(xs), xs[int(0.99 * (len(xs) - 1))]
         print(f"latency  {name:50} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  max {xs[-1]:6.2f} ms  (n={len(xs)})")
-    print(f"         (serial scanner on a pty, SQLite outbox with synchronous=full, {'mosquitto running' if have_broker else 'no broker'})")
+    print(f"         (serial scanner on a pty, SQLite capture log with synchronous=full, {'mosquitto running' if have_broker else 'no broker'})")
 
 
 def main() -> int:

@@ -57,11 +57,12 @@ class GatewaySection(Strict):
 
 
 class BufferConfig(Strict):
-    """The durable outbox. A reading counts as captured once its row is committed here."""
+    """The capture log. A reading counts as captured once it is committed here. `max_rows` and
+    `max_bytes` bound what is not yet delivered (the backlog); the journal keeps what was."""
 
-    path: Path = Field(default=Path("/var/lib/shopfloor-gateway/buffer.db"), description="SQLite file of the outbox.")
-    max_rows: int = Field(default=5_000_000, ge=100, description="Rows the outbox may hold before the overflow policy applies.")
-    max_bytes: int = Field(default=2 * 1024**3, ge=1024 * 1024, description="Payload bytes the outbox may hold before the overflow policy applies.")
+    path: Path = Field(default=Path("/var/lib/shopfloor-gateway/buffer.db"), description="SQLite file of the capture log and journal.")
+    max_rows: int = Field(default=5_000_000, ge=100, description="Undelivered records the log may hold before the overflow policy applies.")
+    max_bytes: int = Field(default=2 * 1024**3, ge=1024 * 1024, description="Bytes of undelivered records the log may hold before the overflow policy applies.")
     overflow: Literal["drop_oldest", "drop_newest"] = Field(
         default="drop_oldest",
         description="What to discard when full: the oldest or the newest *telemetry*. Scans, RFID reads, alarms "
@@ -83,6 +84,16 @@ class BufferConfig(Strict):
         ge=1024 * 1024,
         description="Payload bytes of dead letters kept in the buffer file (on top of max_bytes); past this the oldest are pruned.",
     )
+
+
+class JournalConfig(Strict):
+    """What the capture log keeps after every sink has it, for `trace` at the station."""
+
+    keep_days: float = Field(default=365, ge=0, description="Days scans, RFID reads, alarms, context events and minute aggregates are kept.")
+    telemetry_bytes: int = Field(
+        default=2 * 1024**3, ge=0, description="Bytes of delivered raw telemetry kept; past it the oldest goes. 0 keeps none."
+    )
+    prune_interval: float = Field(default=1.0, gt=0, le=60, description="Seconds between pruning steps (each a short transaction).")
 
 
 class ControlConfig(Strict):
@@ -171,6 +182,7 @@ class Config(Strict):
     mqtt: MqttConfig | None = Field(default=None, description="Short for `northbound: [{kind: mqtt, …}]`: one JSON sink.")
     northbound: list[SinkConfig] = Field(default_factory=list, description="The sinks records are forwarded to, each with its own cursor.")
     buffer: BufferConfig = Field(default_factory=BufferConfig)
+    journal: JournalConfig = Field(default_factory=JournalConfig)
     control: ControlConfig = Field(default_factory=ControlConfig)
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
     log: LogConfig = Field(default_factory=LogConfig)

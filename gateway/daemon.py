@@ -1,6 +1,6 @@
-"""The daemon: one TaskGroup with the outbox writer, the publisher, a supervisor per device, the
-control socket and the systemd watchdog. SIGTERM stops reading, flushes the outbox, waits (bounded)
-for in-flight PUBACKs, and exits 0; the whole stop ends within STOP_SECONDS, and a second SIGTERM
+"""The daemon: one TaskGroup with the capture log's writer, one task per northbound sink, a
+supervisor per device, the control socket and the systemd watchdog. SIGTERM stops reading, commits
+what was read, waits (bounded) for the sinks to deliver it, and exits 0; the whole stop ends within STOP_SECONDS, and a second SIGTERM
 ends the process at once.
 """
 
@@ -18,12 +18,13 @@ import structlog
 
 from gateway import config as config_mod
 from gateway.capture import deadletter
-from gateway.capture.outbox import Outbox
+from gateway.capture.log import Log
 from gateway.capture.pipeline import Pipeline
 from gateway.capture.supervisor import Health, supervise
 from gateway.config import Config
 from gateway.errors import BufferError, ConfigError, DriverFatal
-from gateway.northbound.mqtt import Publisher, tls_context
+from gateway.northbound.mqtt import JsonSink, tls_context
+from gateway.northbound.registry import JsonSinkConfig
 from gateway.ops import control, logs, trace
 from gateway.ops import reload as reload_mod
 from gateway.ops.notify import notify, watchdog_interval
@@ -37,14 +38,22 @@ DRAIN_SECONDS = 5.0
 
 
 class Gateway:
-    def __init__(self, cfg: Config, outbox: Outbox, saved: dict[str, dict], key: bytes | None = None):
+    def __init__(self, cfg: Config, box: Log, saved: dict[str, dict], key: bytes | None = None):
         """`key`: the commands signing key, read by `run`. Built without it while the configuration
         names one (as the CLI does to change the buffer directly), the gateway takes no MQTT commands."""
         self.cfg = cfg
-        self.outbox = outbox
-        self.pipeline = Pipeline(cfg, outbox, saved)
+        self.log = box
+        self.pipeline = Pipeline(cfg, box, saved)
         self.commands = _commands(cfg, self.change, key)
-        self.publisher = Publisher(cfg, outbox, on_command=self.commands.on_message if self.commands.enabled else None)
+        on_command = self.commands.on_message if self.commands.enabled else None
+        self.sinks: list[Any] = []
+        self.publisher: JsonSink | None = None  # the first JSON sink: it carries the MES commands
+        for s in cfg.northbound:
+            if isinstance(s, JsonSinkConfig) and self.publisher is None:
+                self.publisher = s.build(cfg, on_command)
+                self.sinks.append(self.publisher)
+            else:
+                self.sinks.append(s.build(cfg))
         self.health = {d.name: Health(d.name, d.kind) for d in cfg.devices}
         self.started = time.time()
         self.source: Path | None = None  # the configuration file, for reloads
@@ -97,7 +106,7 @@ class Gateway:
             ticket, ctx = self.pipeline.change(station, ch)
         except ContextRefused as exc:
             return {"ok": False, "error": str(exc), "code": exc.code}
-        await self.outbox.committed(ticket)
+        await self.pipeline.committed(ticket)
         return {"ok": True, "context": ctx.to_json()}
 
     async def handle(self, req: dict[str, Any], peer: control.Peer) -> dict[str, Any]:
@@ -116,7 +125,7 @@ class Gateway:
                 return {"ok": False, "error": str(exc), "code": exc.reason}
             return await self.change(r.station, r.change("cli", peer.actor))
         if cmd == "dead_letter":
-            return await deadletter.handle(self.outbox, req)
+            return await deadletter.handle(self.log, req)
         if cmd == "trace":
             return await trace.handle(self.cfg.buffer.path, req, trace.config_limits(self.cfg))
         return {"ok": False, "error": f"unknown command {cmd!r}"}
@@ -126,14 +135,16 @@ class Gateway:
 
     def summary(self) -> str:
         """One line for systemd's STATUS=: broker state and what waits in the buffer."""
-        b = self.publisher
-        broker = b.state + (f" ({b.reason})" if b.reason and b.state != "connected" else "")
+        parts = []
+        for sink in self.sinks:
+            h = sink.health()
+            parts.append(f"{sink.name} broker {h['state']}" + (f" ({h['reason']})" if h.get("reason") and h["state"] != "connected" else ""))
         # One line: a newline would start another KEY=VALUE assignment in the notify datagram.
-        return " ".join(f"capturing; broker {broker}; {self.outbox.stats.rows} rows buffered".split())
+        return " ".join(f"capturing; {', '.join(parts)}; {self.log.stats.rows} rows buffered".split())
 
     async def status(self) -> dict[str, Any]:
-        st = self.outbox.stats
-        oldest = await self.outbox.oldest()
+        st = self.log.stats
+        oldest = await self.log.oldest()
         return {
             "gateway_id": self.cfg.gateway.id,
             "version": VERSION,
@@ -145,44 +156,62 @@ class Gateway:
                 "rows": st.rows,
                 "bytes": st.bytes,
                 "oldest_unsent_age": round(time.time() - oldest, 3) if oldest else None,
-                "pending_commit": self.outbox.pending(),
-                "disk_free": self.outbox.disk_free(),
+                "pending_commit": self.log.pending(),
+                "disk_free": self.log.disk_free(),
                 "dead_letter_rows": st.dead_rows,
                 "dead_letter_bytes": st.dead_bytes,
+                "journal_rows": st.journal_rows,
+                "journal_bytes": st.journal_bytes,
             },
-            "counters": {"read": self.pipeline.read, "buffered": st.counters["captured"], **st.counters, "internal_errors": self.pipeline.internal_errors},
-            "broker": self.publisher.to_json(),
+            "counters": {"read": self.pipeline.read, "buffered": st.counters["captured"], **self._counters(), "internal_errors": self.pipeline.internal_errors},
+            "broker": self.publisher.to_json() if self.publisher else None,
+            "sinks": {s.name: {**s.health(), **self._feed(s.name)} for s in self.sinks},
             "commands": self.commands.to_json(),
             "contexts": {s: c.to_json() for s, c in self.pipeline.contexts.items()},
         }
+
+
+    def _counters(self) -> dict[str, Any]:
+        """The file's counters; `published` and `dead_lettered` are those of the first sink."""
+        c = {k: v for k, v in self.log.stats.counters.items() if k != "sinks"}
+        first = self.log.readers[self.sinks[0].name] if self.sinks else None
+        c["published"] = first.acked if first else 0
+        c["dead_lettered"] = first.dead_lettered if first else 0
+        return c
+
+    def _feed(self, name: str) -> dict[str, Any]:
+        r = self.log.readers[name]
+        return {"cursor": r.cursor, "backlog": r.backlog, "acknowledged": r.acked, "dead_lettered": r.dead_lettered}
 
 
 def _commands(cfg: Config, apply, key: bytes | None) -> commands.Commands:
     g, c = cfg.gateway, cfg.commands
     signed = bool(c.key_file or c.key_credential)
     guard = commands.Guard(key, c.max_age) if key is not None else None
-    base = f"{cfg.mqtt.topic_prefix}/{g.site}/{g.area}/{g.line}"
+    base = f"{cfg.mqtt.topic_prefix if cfg.mqtt else 'shopfloor'}/{g.site}/{g.area}/{g.line}"
     return commands.Commands(base, g.id, [s.name for s in g.stations], apply, guard, c.enabled and (guard is not None or not signed))
 
 
 def preflight(cfg: Config) -> None:
     """Fail at start, with exit 78, on settings that would only fail later (secrets, TLS files)."""
     problems = []
-    try:
-        cfg.mqtt.password()
-    except OSError as exc:
-        problems.append(f"mqtt.password: cannot read the password: {exc}")
+    for i, sink in enumerate(cfg.northbound):
+        where = "mqtt" if len(cfg.northbound) == 1 and cfg.mqtt is sink else f"northbound[{i}]"
+        try:
+            sink.password()
+        except OSError as exc:
+            problems.append(f"{where}.password: cannot read the password: {exc}")
+        if sink.tls:
+            try:
+                tls_context(sink)
+            except (OSError, ValueError) as exc:
+                problems.append(f"{where}.tls: {exc}")
     try:
         cfg.commands.key()
     except OSError as exc:
         problems.append(f"commands: cannot read the signing key: {exc}")
     except ConfigError as exc:
         problems += exc.problems
-    if cfg.mqtt.tls:
-        try:
-            tls_context(cfg)
-        except (OSError, ValueError) as exc:
-            problems.append(f"mqtt.tls: {exc}")
     if cfg.http is not None:
         try:
             cfg.http.token()
@@ -235,32 +264,32 @@ async def run(cfg: Config, stop: asyncio.Event | None = None, started=None, sour
         _on_signals(stop, hup)
     status = EX_OK
     try:
-        async with Outbox(cfg.buffer) as outbox:
-            status = await _serve(cfg, outbox, stop, started, source, hup)
-            if await _final_flush(outbox, STOP_FLUSH_SECONDS):
+        async with Log(cfg.buffer, [s.name for s in cfg.northbound], cfg.journal) as box:
+            status = await _serve(cfg, box, stop, started, source, hup)
+            if await _final_flush(box, STOP_FLUSH_SECONDS):
                 status = EX_IOERR
     except BufferError:
         if status != EX_IOERR:  # already reported with the count of readings it concerns
             raise
-    log.info("gateway_stopped", buffered_rows=outbox.stats.rows, exit_status=status)
+    log.info("gateway_stopped", buffered_rows=box.stats.rows, exit_status=status)
     return status
 
 
-async def _serve(cfg: Config, outbox: Outbox, stop: asyncio.Event, started, source: Path | None, hup: asyncio.Event) -> int:
+async def _serve(cfg: Config, box: Log, stop: asyncio.Event, started, source: Path | None, hup: asyncio.Event) -> int:
     """The gateway's tasks, from start to the end of a stop; returns the exit status so far."""
-    gw = Gateway(cfg, outbox, await outbox.contexts(), cfg.commands.key())
+    gw = Gateway(cfg, box, await box.contexts(), cfg.commands.key())
     gw.source = source
     log.info(
         "gateway_started",
         gateway_id=cfg.gateway.id,
         devices=len(cfg.devices),
-        buffered_rows=outbox.stats.rows,
-        broker=f"{cfg.mqtt.host}:{cfg.mqtt.effective_port}",
+        buffered_rows=box.stats.rows,
+        sinks={s.name: f"{s.kind} {s.host}:{s.effective_port}" for s in cfg.northbound},
     )
     status = EX_OK
     async with asyncio.TaskGroup() as tg:
-        writer = tg.create_task(outbox.run())
-        publisher = tg.create_task(gw.publisher.run())
+        writer = tg.create_task(box.run())
+        sinks = [tg.create_task(s.run(box.feed(s.name)), name=f"sink:{s.name}") for s in gw.sinks]
         listening = asyncio.Event()
         ctl = tg.create_task(control.serve(cfg.control_socket, gw.handle, listening))
         gw._tg = tg
@@ -268,7 +297,7 @@ async def _serve(cfg: Config, outbox: Outbox, stop: asyncio.Event, started, sour
             if d.enabled:
                 gw.start_device(d)
         wd = tg.create_task(_watchdog(gw.summary))
-        others = [publisher, ctl, wd, writer, tg.create_task(_on_hup(gw, hup)), tg.create_task(_sample(gw))]
+        others = [*sinks, ctl, wd, writer, tg.create_task(_on_hup(gw, hup)), tg.create_task(_sample(gw))]
         if cfg.http is not None:
             from gateway.ops import http
 
@@ -284,7 +313,7 @@ async def _serve(cfg: Config, outbox: Outbox, stop: asyncio.Event, started, sour
             async with asyncio.timeout(STOP_DRAIN_SECONDS):
                 await _stop(gw)
         except TimeoutError:
-            log.error("shutdown_overran", bound_seconds=STOP_DRAIN_SECONDS, inflight=gw.publisher.inflight)
+            log.error("shutdown_overran", bound_seconds=STOP_DRAIN_SECONDS, buffered_rows=box.stats.rows)
             status = EX_SOFTWARE
         finally:
             # Also on the way out of a failure: no task may keep the TaskGroup (and the process) alive.
@@ -297,25 +326,29 @@ async def _serve(cfg: Config, outbox: Outbox, stop: asyncio.Event, started, sour
 async def _stop(gw: Gateway) -> None:
     """Stop reading, commit what was read, deliver what the broker takes within DRAIN_SECONDS."""
     await halt(list(gw.devices.values()), STOP_HALT_SECONDS)
-    outbox = gw.outbox
+    box = gw.log
     try:
-        await outbox.flush()
+        await box.flush()
     except BufferError:
-        return  # the rows stay in memory; _final_flush retries and reports what is lost
-    # Deliver what is buffered while the broker is there, within a bound; the rest stays on disk.
+        return  # the records stay in memory; _final_flush retries and reports what is lost
+    # Deliver what is buffered while the sinks are connected, within a bound; the rest stays on disk.
     try:
         async with asyncio.timeout(DRAIN_SECONDS):
-            if gw.publisher.state == "connected":
-                await outbox.empty.wait()
-            await gw.publisher.idle.wait()
+            if all(s.health()["state"] == "connected" for s in gw.sinks):
+                await box.empty.wait()
+            for s in gw.sinks:
+                idle = getattr(s, "idle", None)
+                if idle is not None:
+                    await idle.wait()
     except TimeoutError:
         # A broker that takes nothing would not take the goodbye either: its will says offline.
-        log.warning("shutdown_undelivered", inflight=gw.publisher.inflight, buffered_rows=outbox.stats.rows)
+        log.warning("shutdown_undelivered", buffered_rows=box.stats.rows, sinks={s.name: s.health()["state"] for s in gw.sinks})
         return
-    await gw.publisher.goodbye()
+    for s in gw.sinks:
+        await s.goodbye()
 
 
-async def _final_flush(outbox: Outbox, seconds: float) -> int:
+async def _final_flush(outbox: Log, seconds: float) -> int:
     """Commit what is still in memory, retrying briefly while the disk refuses; return how many
     readings could not be captured (and say so: they are lost with the process)."""
     loop = asyncio.get_running_loop()

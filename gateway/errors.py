@@ -1,4 +1,4 @@
-"""The gateway's error tree (design.md §7).
+"""The gateway's error tree.
 
 Only bugs and `DriverFatal` leave a supervisor; everything else is a state change it handles.
 """

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from gateway import config as config_mod
-from gateway.capture.outbox import Outbox
+from gateway.capture.log import Log
 from gateway.config import BufferConfig
 from gateway.ops import control
 from tests.conftest import ROOT, Upstream
@@ -66,10 +66,12 @@ def buffer_cfg(tmp_path: Path, **kw) -> BufferConfig:
     return BufferConfig(path=tmp_path / "buffer.db", **kw)
 
 
-def balance(box: Outbox) -> int:
-    """Rows unaccounted for: zero when every captured row is stored, published, discarded or dead-lettered."""
+def balance(box: Log, sink: str = "mqtt") -> int:
+    """Records unaccounted for by one sink: zero when every captured record is still to send, was
+    acknowledged, discarded or dead-lettered."""
     c = box.stats.counters
-    return c["captured"] + c["requeued"] - c["published"] - c["discarded"] - c["dead_lettered"] - box.stats.rows
+    r = box.readers[sink]
+    return c["captured"] + c["requeued"] - r.acked - c["discarded"] - r.dead_lettered - r.backlog
 
 
 def unread(fd: int) -> int:

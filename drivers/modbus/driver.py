@@ -126,7 +126,7 @@ class Modbus:
             group = unit.groups[0]
             await self._read(unit, group, group.blocks[0])
 
-    async def readings(self) -> AsyncIterator[Reading]:
+    async def readings(self) -> AsyncIterator[Reading | list[Reading]]:
         loop = asyncio.get_running_loop()
         start = loop.time()
         for u in self.units:
@@ -144,10 +144,17 @@ class Modbus:
                             hist = self.periods[g.name] = Histogram(PERIOD_BUCKETS)
                         hist.observe(now - g.polled)
                     g.polled = now
-                    for block in list(g.blocks):
-                        for r in await self._read(u, g, block):
-                            for out in self.steps[r.tag](r):
-                                yield out
+                    poll: list[Reading] = []  # one poll is one batch: the core stores it as one row
+                    try:
+                        for block in list(g.blocks):
+                            for r in await self._read(u, g, block):
+                                poll.extend(self.steps[r.tag](r))
+                    except BaseException:
+                        if poll:  # the blocks read before the link dropped are captured all the same
+                            yield poll
+                        raise
+                    if poll:
+                        yield poll
                     g.due += g.interval
                     now = loop.time()
                     if g.due <= now:  # overran: skip missed polls instead of bursting

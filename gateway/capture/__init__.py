@@ -1,1 +1,1 @@
-"""The capture path: a reading from its driver to a committed row (supervisor, pipeline, stamping, the outbox)."""
+"""The capture path: a reading from its driver to a committed record (supervisor, pipeline, stamping, the capture log and its feeds)."""

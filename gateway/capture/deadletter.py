@@ -1,10 +1,11 @@
-"""Dead letters: records the broker or the encoder refused for good, kept in the buffer file with
-the reason, and `shopfloor-gateway dead-letter list|show|requeue|purge`.
+"""Dead letters: records a sink (its broker, its encoder) refused for good, kept in the buffer file
+with the sink and the reason, and `shopfloor-gateway dead-letter list|show|requeue|purge`.
 
 The running daemon is the only writer of the buffer file, so with a daemon the command goes through
 its control socket (`{"cmd": "dead_letter", "action": …}`, answered by `handle` on the daemon's
-outbox); without one the command opens the file itself, under the buffer's lock. Requeued records
-go back into the outbox under new seqs (their old seq never reached a consumer) and are sent again.
+log); without one the command opens the file itself, under the buffer's lock. Requeued records go
+back into the log under new seqs, for the sink that refused them only, and are sent again; the
+journal keeps the original record under its old seq.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.capture.outbox import Outbox, _Plan
-from gateway.capture.record import with_seq
+import orjson
 
-CUT = 72  # characters of a topic or reason shown by `list`
+from gateway.capture.log import Batch, Log, _Plan, insert
+
+CUT = 72  # characters of a reason shown by `list`
 SHOW_MAX = 256 * 1024  # payload bytes `show` returns: an answer on the control socket is one line of at most 1 MiB
 LIST_MAX = 10_000
 ACTIONS = ("list", "show", "requeue", "purge")
@@ -73,46 +75,49 @@ def listing(conn: sqlite3.Connection, f: Filter, limit: int) -> dict[str, Any]:
     where, args = f.where(time.time())
     total = conn.execute(f"SELECT count(*) FROM dead_letter WHERE {where}", args).fetchone()[0]
     rows = conn.execute(
-        f"SELECT seq, at, topic, reason, length(payload) FROM dead_letter WHERE {where} ORDER BY seq LIMIT ?", [*args, limit]
+        f"SELECT seq, at, sink, type, reason, length(record) FROM dead_letter WHERE {where} ORDER BY seq LIMIT ?", [*args, limit]
     ).fetchall()
-    items = [{"seq": s, "at": at, "topic": cut(t), "reason": cut(r), "bytes": n} for s, at, t, r, n in rows]
+    items = [{"seq": s, "at": at, "sink": k, "type": t, "reason": cut(r), "bytes": n} for s, at, k, t, r, n in rows]
     return {"ok": True, "total": total, "dead_letters": items}
 
 
 def record(conn: sqlite3.Connection, seq: int) -> dict[str, Any]:
-    row = conn.execute("SELECT topic, reason, at, protected, substr(payload, 1, ?), length(payload) FROM dead_letter WHERE seq = ?", (SHOW_MAX, seq)).fetchone()
+    row = conn.execute(
+        "SELECT sink, type, reason, at, protected, substr(record, 1, ?), length(record) FROM dead_letter WHERE seq = ? ORDER BY sink LIMIT 1",
+        (SHOW_MAX, seq),
+    ).fetchone()
     if row is None:
         return {"ok": False, "error": f"no dead letter with seq {seq}"}
-    topic, reason, at, protected, head, size = row
-    body = with_seq(seq, bytes(head)) if size <= SHOW_MAX else bytes(head)
+    sink, type_, reason, at, protected, body, size = row
     return {
         "ok": True,
-        "dead_letter": {"seq": seq, "at": at, "topic": topic, "reason": reason, "protected": bool(protected), "bytes": size},
-        "record": body.decode("utf-8", "replace"),
+        "dead_letter": {"seq": seq, "at": at, "sink": sink, "type": type_, "reason": reason, "protected": bool(protected), "bytes": size},
+        "record": bytes(body).decode("utf-8", "replace"),
         "truncated": size > SHOW_MAX,
     }
 
 
 def requeue(f: Filter):
-    """The outbox transaction (see Outbox.revise) that moves matching dead letters back, oldest first."""
+    """The log transaction (see Log.revise) that moves matching dead letters back, oldest first."""
 
     def stage(conn: sqlite3.Connection, p: _Plan) -> int:
         now = time.time()
         where, args = f.where(now)
-        n, size = conn.execute(f"SELECT count(*), coalesce(sum(length(payload)), 0) FROM dead_letter WHERE {where}", args).fetchone()
-        if n:
-            conn.execute(
-                f"INSERT INTO outbox(topic, payload, protected, at) SELECT topic, payload, protected, ? FROM dead_letter WHERE {where} ORDER BY seq",
-                [now, *args],
-            )
+        rows = conn.execute(f"SELECT seq, sink, type, protected, record FROM dead_letter WHERE {where} ORDER BY seq", args).fetchall()
+        batches = []
+        for _, sink, type_, protected, rec in rows:
+            r = orjson.loads(rec)
+            r.pop("seq", None)
+            head = orjson.dumps(r)
+            batches.append(Batch(type_, str(r.get("station", "")), str(r.get("device", "")), r.get("context_id"), bool(protected),
+                                 head, [b"{}"], now, len(head) + 2, only=sink))
+        insert(conn, p, batches)
+        if rows:
             conn.execute(f"DELETE FROM dead_letter WHERE {where}", args)
-        p.n_rows += n
-        p.n_bytes += size
-        p.d_rows -= n
-        p.d_bytes -= size
-        p.counters["requeued"] += n
-        p.inserted = [None] * n  # rows the publisher must fetch from the file
-        return n
+        p.d_rows -= len(rows)
+        p.d_bytes -= sum(len(r[4]) for r in rows)
+        p.counters["requeued"] += len(rows)
+        return len(rows)
 
     return stage
 
@@ -120,7 +125,7 @@ def requeue(f: Filter):
 def purge(f: Filter):
     def stage(conn: sqlite3.Connection, p: _Plan) -> int:
         where, args = f.where(time.time())
-        gone = conn.execute(f"DELETE FROM dead_letter WHERE {where} RETURNING length(payload)", args).fetchall()
+        gone = conn.execute(f"DELETE FROM dead_letter WHERE {where} RETURNING length(record)", args).fetchall()
         p.d_rows -= len(gone)
         p.d_bytes -= sum(g[0] for g in gone)
         p.counters["dead_letter_purged"] += len(gone)
@@ -129,8 +134,8 @@ def purge(f: Filter):
     return stage
 
 
-async def handle(box: Outbox, req: dict[str, Any]) -> dict[str, Any]:
-    """Answer one `dead_letter` control request against `box` (the daemon's outbox, or one the CLI opened)."""
+async def handle(box: Log, req: dict[str, Any]) -> dict[str, Any]:
+    """Answer one `dead_letter` control request against `box` (the daemon's log, or one the CLI opened)."""
     action = req.get("action")
     try:
         f = Filter.of(req)

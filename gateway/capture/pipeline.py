@@ -1,7 +1,10 @@
-"""The capture path: a reading is stamped with its station's context and queued in the outbox.
+"""The capture path: a reading goes through a short chain of stages and into the capture log.
 
-Station contexts live in memory for stamping and in the outbox file for restarts; every change is
-journaled as a record in the same transaction that stores the new state.
+Stages are functions that return new values and never change the reading: the station's scan
+rules (scans and RFID reads: outcome, decoded fields, the context change a scan asks for), then
+stamping (the record, or for telemetry a line under the device's shared head). Station contexts
+live in memory for stamping and in the log's file for restarts; every change is journaled as a
+record in the same transaction that stores the new state.
 
 `submit()` never raises and never loses a reading: when a stage after the driver fails (the scan
 rules, stamping, encoding — a bug, or data nobody foresaw), the reading is still captured, as a
@@ -20,10 +23,11 @@ from typing import Any
 import orjson
 import structlog
 
-from gateway.capture.outbox import Outbox
-from gateway.capture.record import OPTS, SCHEMA, Origin, context_event, context_fields, encode, stamp, utc
+from gateway.capture.log import Batch, Log
+from gateway.capture.record import OPTS, SCHEMA, Origin, context_event, context_fields, encode, head, item, stamp, utc
 from gateway.config import Config
 from gateway.errors import Traced, describe
+from gateway.journal.keys import interval, keys
 from gateway.model import ALARM, CONTEXT, PROTECTED, RFID, SCAN, TELEMETRY, Reading
 from gateway.station.context import Change, Context, ContextRefused, Event, apply
 
@@ -35,9 +39,9 @@ INTERNAL_ERROR = {"status": "rejected", "reason_code": "internal_error", "messag
 
 
 class Pipeline:
-    def __init__(self, cfg: Config, outbox: Outbox, saved: dict[str, dict] | None = None):
+    def __init__(self, cfg: Config, log: Log, saved: dict[str, dict] | None = None):
         g = cfg.gateway
-        self.outbox = outbox
+        self.log = log
         self.contexts: dict[str, Context] = {}
         for s in g.stations:
             state = (saved or {}).get(s.name)
@@ -59,7 +63,7 @@ class Pipeline:
         g = cfg.gateway
         self.cfg = cfg
         self.origins = {
-            d.name: Origin(g.id, g.site, g.area, g.line, cfg.station_of(d), d.name, d.kind, cfg.mqtt.topic_prefix)
+            d.name: Origin(g.id, g.site, g.area, g.line, cfg.station_of(d), d.name, d.kind)
             for d in cfg.devices
         }
         # Scan rules: one per station that has scanners or RFID readers; lists load here, once, and a
@@ -70,36 +74,82 @@ class Pipeline:
 
             self.rules.update({s.name: ScanRules(s.scan) for s in g.stations if s.name in scan_stations})
 
-    def station_topic(self, station: str) -> str:
-        g = self.cfg.gateway
-        return f"{self.cfg.mqtt.topic_prefix}/{g.site}/{g.area}/{g.line}/{station}/context"
-
     def submit(self, origin: Origin, r: Reading) -> tuple[int, dict[str, Any] | None]:
-        """Stamp and queue one reading; return (commit ticket, outcome for the device's feedback)."""
+        """Stamp and queue one reading; return (commit ticket for `committed()`, outcome for the
+        device's feedback)."""
         self.read += 1
         try:
-            outcome = planned = None
             ctx = self.contexts[origin.station]
-            if r.type is not TELEMETRY:  # the common case pays for no counting: it is the device's readings less these
-                self.counts[origin.device, r.type] += 1
-                if r.type in (SCAN, RFID):
-                    outcome, planned = self._scan_outcome(origin, r, ctx)
-                    self.scans[origin.device, outcome["status"]] += 1
-                    if planned is not None:
-                        ctx = planned[0]
-                elif r.type == ALARM:
-                    self._track_alarm(origin, r)
-            rec = stamp(r, origin, ctx, time.time(), outcome)
+            if r.type is TELEMETRY:  # the common case: a line under the device's shared head
+                return self._telemetry(origin, r, ctx), None
+            self.counts[origin.device, r.type] += 1
+            outcome = planned = fields = None
+            if r.type in (SCAN, RFID):
+                outcome, fields, planned = self._scan_outcome(origin, r, ctx)
+                self.scans[origin.device, outcome["status"]] += 1
+                if planned is not None:
+                    ctx = planned[0]
+            elif r.type == ALARM:
+                self._track_alarm(origin, r)
+            now = time.time()
+            rec = stamp(r, origin, ctx, now, outcome, fields)
             data = encode(rec)
             # The context change a scan asks for takes effect only once its record exists: a scan whose
             # record could not be built is rejected, and then it changed nothing.
             if planned is not None:
                 self._journal(origin.station, *planned)
-            if r.type is not TELEMETRY:
-                self._tell(rec)
-            return self.outbox.put(origin.topic(r.type), data, r.type in PROTECTED, urgent=r.ack is not None), outcome
+            self._tell(rec)
+            return self._whole(origin.station, origin.device, rec, data, now, urgent=r.ack is not None), outcome
         except Exception as exc:  # noqa: BLE001 - the capture path's containment boundary (module doc)
             return self._salvage(origin, r, exc)
+
+    def submit_many(self, origin: Origin, rs: list[Reading]) -> int:
+        """Stamp and queue the readings of one poll; return the commit ticket. Telemetry under one
+        context shares one head and one row; anything else, or a failure, goes reading by reading."""
+        if not all(r.type is TELEMETRY for r in rs):
+            return max(self.submit(origin, r)[0] for r in rs)
+        try:
+            ctx = self.contexts[origin.station]
+            lines = []
+            points = []
+            last_ts = stamp_ts = None
+            for r in rs:
+                it = item(r, stamp_ts if r.ts == last_ts else None)
+                last_ts, stamp_ts = r.ts, it["ts"]
+                lines.append(encode(it))
+                points.append((r.tag, r.value, r.unit, r.quality == "good"))
+            self.read += len(rs)
+            return self.log.extend((origin.device, ctx.context_id, ctx.version), self._maker(origin, ctx), lines, points)
+        except Exception:  # noqa: BLE001 - handed to submit(), each reading in its own containment
+            return max(self.submit(origin, r)[0] for r in rs)
+
+    async def committed(self, ticket: int) -> None:
+        """Return once the record of `ticket` is captured (committed)."""
+        await self.log.committed(ticket)
+
+    def _telemetry(self, origin: Origin, r: Reading, ctx: Context) -> int:
+        line = encode(item(r))
+        point = (r.tag, r.value, r.unit, r.quality == "good")
+        return self.log.put((origin.device, ctx.context_id, ctx.version), self._maker(origin, ctx), line, point)
+
+    @staticmethod
+    def _maker(origin: Origin, ctx: Context) -> Callable[[], Batch]:
+        def make() -> Batch:
+            now = time.time()
+            h = encode(head(TELEMETRY, origin, ctx, now))
+            return Batch(TELEMETRY, origin.station, origin.device, ctx.context_id, False, h, [], now, len(h), [])
+
+        return make
+
+    def _whole(self, station: str, device: str, rec: dict[str, Any], data: bytes, now: float, urgent: bool = False) -> int:
+        """Queue a record kept whole (a scan, an alarm, a context event): its own row, indexed."""
+        t = rec["type"]
+
+        def make() -> Batch:
+            return Batch(t, station, device, rec.get("context_id"), t in PROTECTED, data, [], now, len(data),
+                         None, keys(rec) if t in PROTECTED else None, interval(rec, now))
+
+        return self.log.put(None, make, b"{}", None, urgent)
 
     def _tell(self, rec: dict[str, Any]) -> None:
         for listener in self.listeners:
@@ -154,16 +204,19 @@ class Pipeline:
         # orjson directly, not encode(): the failing stage may be the encoder itself.
         if type_ in (SCAN, RFID):
             self.scans[origin.device, "rejected"] += 1
-        ticket = self.outbox.put(origin.topic(type_), orjson.dumps(rec, option=OPTS)[1:], type_ in PROTECTED, urgent=r.ack is not None)
+        data = orjson.dumps(rec, option=OPTS)
+        t = rec["type"]
+        ticket = self.log.put(None, lambda: Batch(t, origin.station, origin.device, rec["context_id"], t in PROTECTED, data, [], now, len(data)),
+                              b"{}", None, urgent=r.ack is not None)
         return ticket, dict(INTERNAL_ERROR)
 
-    def _scan_outcome(self, origin: Origin, r: Reading, ctx: Context) -> tuple[dict[str, Any], Planned | None]:
-        """Judge a scan or RFID read with the station's rules; return its outcome and the context
-        change it asks for, planned but not applied (the record is stamped with the context after
-        it). Replaces `r.fields` with the decoded fields."""
+    def _scan_outcome(self, origin: Origin, r: Reading, ctx: Context) -> tuple[dict[str, Any], dict[str, Any] | None, Planned | None]:
+        """The scan-rules stage: judge a scan or RFID read; return its outcome, its decoded fields
+        and the context change it asks for, planned but not applied (the record is stamped with the
+        context after it)."""
         rules = self.rules.get(origin.station)
         if rules is None:  # a scan from a device kind the rules do not know (e.g. a synthetic one)
-            return {"status": "accepted" if ctx.active else "unassigned", "reason_code": None if ctx.active else "no_active_order"}, None
+            return {"status": "accepted" if ctx.active else "unassigned", "reason_code": None if ctx.active else "no_active_order"}, None, None
         v = rules.evaluate(r, ctx, time.time())
         status, code, message = v.status, v.reason_code, v.message
         planned = None
@@ -172,8 +225,7 @@ class Pipeline:
                 planned = apply(ctx, v.change.by(f"scan:{origin.device}"), time.time())
             except ContextRefused as exc:
                 status, code, message = "rejected", exc.code, str(exc)
-        r.fields = v.fields
-        return {"status": status, "reason_code": code, "message": message}, planned
+        return {"status": status, "reason_code": code, "message": message}, v.fields, planned
 
     def change(self, station: str, ch: Change) -> tuple[int, Context]:
         """Apply a context change; journal it; return (commit ticket, new context).
@@ -188,11 +240,11 @@ class Pipeline:
         now = time.time()
         self.contexts[station] = new
         g = self.cfg.gateway
-        origin = Origin(g.id, g.site, g.area, g.line, station, "", "", self.cfg.mqtt.topic_prefix)
-        ticket = self.outbox.set_context(station, new.to_json())
+        origin = Origin(g.id, g.site, g.area, g.line, station, "", "")
+        ticket = self.log.set_context(station, new.to_json())
         for ev in events:
             rec = context_event(ev, origin, now)
-            ticket = self.outbox.put(self.station_topic(station), encode(rec), CONTEXT in PROTECTED)
+            ticket = self._whole(station, "", rec, encode(rec), now)
             self._tell(rec)
             log.info("context_changed", station=station, change=ev.event, source=ev.source, actor=ev.actor, work_order=ev.context.work_order,
                      operation=ev.context.operation, lot=ev.context.lot, operators=list(ev.context.operators),

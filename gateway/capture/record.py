@@ -1,8 +1,10 @@
-"""Stamping: `Reading + Context -> record` (design.md §5), a pure function, and record encoding.
+"""Stamping: `Reading + Context -> record`, pure functions, and record encoding.
 
 A record carries a snapshot of the station context (its id and version), so a later change of
-context never rewrites history. Records are stored encoded; `seq` is added by the publisher from
-the outbox row id (see gateway.capture.outbox), so the stored payload is the JSON object without its `{`.
+context never rewrites history. Telemetry is stored split (gateway.northbound.sink.Chunk): the
+fields every reading of a device shares under one context (`head`) once per chunk, and per reading
+only its own (`item`). Scans, alarms and context events are whole records in the head. `seq` is
+given by the capture log at commit; each sink puts it into its own encoding.
 """
 
 from __future__ import annotations
@@ -32,10 +34,6 @@ class Origin:
     station: str
     device: str
     device_kind: str
-    prefix: str
-
-    def topic(self, type_: str) -> str:
-        return f"{self.prefix}/{self.site}/{self.area}/{self.line}/{self.station}/{self.device}/{type_}"
 
 
 def utc(ts: float) -> datetime:
@@ -64,7 +62,8 @@ def context_fields(ctx: Context) -> dict[str, Any]:
     }
 
 
-def stamp(r: Reading, o: Origin, ctx: Context, now: float, outcome: dict[str, Any] | None = None) -> dict[str, Any]:
+def stamp(r: Reading, o: Origin, ctx: Context, now: float, outcome: dict[str, Any] | None = None, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The whole record of one reading (`fields`: its decoded fields, instead of the reading's own)."""
     rec: dict[str, Any] = {
         "gateway_id": o.gateway_id,
         "schema": SCHEMA,
@@ -86,9 +85,8 @@ def stamp(r: Reading, o: Origin, ctx: Context, now: float, outcome: dict[str, An
     }
     if r.raw is not None:
         rec["raw"] = base64.b64encode(r.raw).decode()
-    if r.fields:
-        for k, v in r.fields.items():
-            rec.setdefault(k, v)
+    for k, v in ((fields if fields is not None else r.fields) or {}).items():
+        rec.setdefault(k, v)
     if outcome:
         rec.update(outcome)
     return rec
@@ -124,16 +122,50 @@ def context_event(ev: Event, o: Origin, now: float) -> dict[str, Any]:
     }
 
 
+def head(r_type: str, o: Origin, ctx: Context, now: float) -> dict[str, Any]:
+    """The fields the readings of one device share under one context."""
+    return {
+        "gateway_id": o.gateway_id,
+        "schema": SCHEMA,
+        "type": r_type,
+        "ingested_at": utc(now),
+        "site": o.site,
+        "area": o.area,
+        "line": o.line,
+        "station": o.station,
+        "device": o.device,
+        "device_kind": o.device_kind,
+        **context_fields(ctx),
+    }
+
+
+HEAD_FIELDS = frozenset(head("telemetry", Origin("", "", "", "", "", "", ""), Context("x"), 0.0))
+
+
+def item(r: Reading, ts: datetime | None = None) -> dict[str, Any]:
+    """The fields of one reading alone; its `fields` never override the head's or its own.
+    `ts`: the reading's time, already converted (the readings of a poll share it)."""
+    it: dict[str, Any] = {"tag": r.tag, "value": r.value, "unit": r.unit, "quality": r.quality, "reason": r.reason, "ts": ts or utc(r.ts)}
+    if r.raw is not None:
+        it["raw"] = base64.b64encode(r.raw).decode()
+    if r.fields:
+        for k, v in r.fields.items():
+            if k not in HEAD_FIELDS:
+                it.setdefault(k, v)
+    return it
+
+
 def encode(rec: dict[str, Any]) -> bytes:
-    """Encode for the outbox: JSON without the opening brace. Values JSON cannot hold become text."""
+    """A record (or an item) as JSON. Values JSON cannot hold become text, and the record says so."""
     try:
-        data = orjson.dumps(rec, option=OPTS)
+        return orjson.dumps(rec, option=OPTS)
     except TypeError:
         rec = {**rec, "value": repr(rec.get("value")), "quality": "bad", "reason": f"value of type {type(rec.get('value')).__name__} is not JSON; kept as text"}
-        data = orjson.dumps(rec, option=OPTS, default=repr)
-    return data[1:]
+        return orjson.dumps(rec, option=OPTS, default=repr)
 
 
-def with_seq(seq: int, stored: bytes) -> bytes:
-    """The published JSON object: `seq` first, then the stored record."""
-    return b'{"seq":%d,%s' % (seq, stored)
+def wire(seq: int, head: bytes, line: bytes) -> bytes:
+    """The whole record as one JSON object, `seq` first: the JSON sink's encoding."""
+    if line == b"{}":
+        return b'{"seq":%d,%s' % (seq, head[1:])
+    return b'{"seq":%d,%s,%s' % (seq, line[1:-1], head[1:])

@@ -22,6 +22,7 @@ from typing import Any
 import structlog
 
 from gateway.capture.pipeline import Pipeline
+from gateway.driver import each
 from gateway.errors import BackOff, ConfigError, DriverFatal, NotConnected, Traced, describe
 
 log = structlog.get_logger("gateway.capture.supervisor")
@@ -144,22 +145,30 @@ async def supervise(cfg: Any, pipeline: Pipeline, health: Health, build=None) ->
                 if silence:
                     try:
                         async with asyncio.timeout(silence):
-                            r = await anext(it)
+                            got = await anext(it)
                     except TimeoutError:
                         raise NotConnected(f"no reading for {silence} s") from None
                 else:
-                    r = await anext(it)
+                    got = await anext(it)
                 if not delivered:
                     delivered, attempt = True, 0
-                health.readings += 1
-                health.last_reading = r.ts
-                if r.quality != "good":
-                    health.bad += 1
-                # submit() never raises: a failure after the driver is captured there as a bad record.
-                ticket, outcome = pipeline.submit(origin, r)
-                if r.ack is not None:
-                    await pipeline.outbox.committed(ticket)
-                    await r.ack(outcome or {"status": "accepted", "reason_code": None})
+                if type(got) is list and all(r.ack is None for r in got):  # a poll: one step for all of it
+                    if got:
+                        health.readings += len(got)
+                        health.last_reading = got[-1].ts
+                        health.bad += sum(1 for r in got if r.quality != "good")
+                        pipeline.submit_many(origin, got)  # never raises, like submit()
+                    continue
+                for r in each(got):
+                    health.readings += 1
+                    health.last_reading = r.ts
+                    if r.quality != "good":
+                        health.bad += 1
+                    # submit() never raises: a failure after the driver is captured there as a bad record.
+                    ticket, outcome = pipeline.submit(origin, r)
+                    if r.ack is not None:
+                        await pipeline.committed(ticket)
+                        await r.ack(outcome or {"status": "accepted", "reason_code": None})
         except StopAsyncIteration:
             _state(health, "finished", None)
             return

@@ -85,7 +85,7 @@ CREATE INDEX IF NOT EXISTS contexts_order ON contexts(work_order);
 CREATE INDEX IF NOT EXISTS contexts_time ON contexts(station, started_at);
 
 -- Per-minute telemetry aggregates per tag and context (ingest minute = floor(at / 60)). `count`
--- counts every record; min/max/sum only numeric values (`numeric` of them); first/last seq bound them.
+-- counts every record, min/max/sum only numeric values (`numeric` of them); first/last seq bound them.
 CREATE TABLE IF NOT EXISTS minutes(
     station TEXT NOT NULL,
     device TEXT NOT NULL,

@@ -1,13 +1,15 @@
-"""Store-and-forward to MQTT: rows leave the outbox only after the broker's PUBACK.
+"""The JSON sink: records as JSON on UNS topics; its cursor moves only on the broker's PUBACK.
 
-- Reads committed rows in seq order, packs up to `max_pack` rows of one topic into one message (a
-  JSON array; a single object when `max_pack` is 1), and keeps up to `max_inflight` messages
-  awaiting PUBACK. Order per topic is kept: messages go out in seq order on one connection.
-- On PUBACK the rows are handed to `Outbox.ack()`; a message the broker cannot take (larger than
-  `max_payload`) is split, and a single record still too large goes to the dead-letter table.
-- When the connection drops, everything in flight is abandoned (not acknowledged, so still in the
-  outbox) and re-sent after reconnecting: at least once; consumers drop duplicates by
-  (gateway_id, seq).
+- Topics: `<prefix>/<site>/<area>/<line>/<station>/<device>/<type>`, and `…/<station>/context` for
+  context events. A record is one JSON object with `seq` first (gateway.capture.record.wire).
+- Reads committed records from its feed in seq order, packs up to `max_pack` records of one topic
+  into one message (a JSON array; a single object when `max_pack` is 1), and keeps up to
+  `max_inflight` messages awaiting PUBACK. Order per topic is kept: messages go out in seq order on
+  one connection.
+- On PUBACK the records are acknowledged to the feed; a message the broker cannot take (larger
+  than `max_payload`) is split, and a single record still too large is dead-lettered.
+- When the connection drops, the feed is rewound: everything not acknowledged is sent again after
+  reconnecting: at least once; consumers drop duplicates by (gateway_id, seq).
 - A retained status message on `<prefix>/<site>/<area>/<line>/_gateway/<id>/status` says online; the
   broker publishes the last will (offline) when the gateway vanishes.
 - MES commands arrive on `<prefix>/<site>/<area>/<line>/<station>/cmd/context` and go to `on_command`
@@ -43,17 +45,17 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from gateway.capture.outbox import Outbox
-from gateway.capture.record import with_seq
+from gateway.capture.record import wire
 from gateway.capture.supervisor import backoff
-from gateway.config import Config
+from gateway.northbound.settings import MqttConfig
+from gateway.northbound.sink import Feed
 from gateway.errors import Traced, describe
 from gateway.kit.histogram import LATENCY_BUCKETS, Histogram
 from gateway.station.commands import Incoming, Reply
 
 log = structlog.get_logger("gateway.northbound.mqtt")
 
-FETCH = 2000  # rows read from the outbox at once
+FETCH = 5000  # records read from the feed at once
 # PUBACK reason codes that may pass (packet identifier in use, quota exceeded): reconnect and send again
 # rather than dead-letter. Every other code >= 0x80 refuses the message for good.
 RETRY_CODES = {0x91, 0x97}
@@ -123,14 +125,15 @@ class PahoHooks:
             connected.set_exception(aiomqtt.MqttError(self.last_error or f"connection closed before CONNACK ({reason_code})"))
 
 
-class Publisher:
-    def __init__(self, cfg: Config, outbox: Outbox, on_command: Callable[[Incoming], Awaitable[Reply | None]] | None = None):
+class JsonSink:
+    def __init__(self, cfg: Any, sink: MqttConfig, on_command: Callable[[Incoming], Awaitable[Reply | None]] | None = None):
         self.cfg = cfg
-        self.mqtt = cfg.mqtt
-        self.outbox = outbox
+        self.name = getattr(sink, "name", "mqtt")
+        self.mqtt = sink
+        self.feed: Feed | None = None
         self.on_command = on_command
         g = cfg.gateway
-        base = f"{cfg.mqtt.topic_prefix}/{g.site}/{g.area}/{g.line}"
+        base = self.base = f"{sink.topic_prefix}/{g.site}/{g.area}/{g.line}"
         self.status_topic = f"{base}/_gateway/{g.id}/status"
         self.command_filter = f"{base}/+/cmd/+"
         self.state = "starting"
@@ -147,18 +150,22 @@ class Publisher:
         self.latency: deque[float] = deque(maxlen=20_000)  # ingest -> PUBACK, seconds, recent rows
         self.latency_hist = Histogram(LATENCY_BUCKETS)  # the same, every row since start, for /metrics
         self.last_dead: dict[str, Any] | None = None  # the latest dead-letter reason, for status
-        self.published: Counter[str] = Counter()  # rows acknowledged, per topic
-        self.refused_rows: Counter[str] = Counter()  # rows dead-lettered, per topic
+        self.published: Counter[tuple[str, str]] = Counter()  # records acknowledged, per (device, type)
+        self.refused_rows: Counter[tuple[str, str]] = Counter()  # records dead-lettered, per (device, type)
         self.idle = asyncio.Event()  # set while nothing awaits a PUBACK
         self.idle.set()
         self.warnings: list[str] = []
-        if cfg.mqtt.tls and not cfg.mqtt.tls.check_hostname:
+        if sink.tls and not sink.tls.check_hostname:
             # The certificate is still verified against the CA, but any broker holding one passes.
             self.warnings.append("mqtt.tls.check_hostname is false: the broker's name is not checked against its certificate")
-            log.warning("tls_hostname_unchecked", broker=f"{cfg.mqtt.host}:{cfg.mqtt.effective_port}", hint="set mqtt.tls.check_hostname: true")
+            log.warning("tls_hostname_unchecked", broker=f"{sink.host}:{sink.effective_port}", hint="set mqtt.tls.check_hostname: true")
+
+    def health(self) -> dict[str, Any]:
+        return self.to_json()
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "kind": "mqtt",
             "state": self.state,
             "since": self.since,
             "reason": self.reason,
@@ -199,11 +206,12 @@ class Publisher:
             will=aiomqtt.Will(self.status_topic, offline, qos=1, retain=True),
             keepalive=m.keepalive,
             timeout=max(10.0, m.keepalive),
-            tls_context=tls_context(self.cfg) if m.tls else None,
+            tls_context=tls_context(m) if m.tls else None,
             max_inflight_messages=m.max_inflight,
         )
 
-    async def run(self) -> None:
+    async def run(self, feed: Feed) -> None:
+        self.feed = feed
         attempt = 0
         while True:
             connects = self.connects
@@ -216,7 +224,7 @@ class Publisher:
                     try:
                         await self._session(client)
                     finally:
-                        self.outbox.abandon()  # nothing of this connection awaits a PUBACK any more
+                        feed.rewind()  # nothing of this connection awaits a PUBACK any more
             except aiomqtt.MqttError as exc:
                 if self.connects > connects:
                     attempt = 0  # a session that was up: the next one is tried at once
@@ -306,38 +314,41 @@ class Publisher:
             props.CorrelationData = reply.correlation
         await client.publish(reply.topic, reply.payload, qos=1, properties=props)
 
+    def topic(self, station: str, device: str, type_: str) -> str:
+        return topic(self.base, station, device, type_)
+
     async def _send(self, client: aiomqtt.Client, tg: asyncio.TaskGroup) -> None:
         window = asyncio.Semaphore(self.mqtt.max_inflight)
-        cursor = 0
         pack = self.mqtt.max_pack
+        feed = self.feed
+        assert feed is not None
         while True:
-            self.outbox.new_rows.clear()
-            rows = await self.outbox.fetch(cursor, FETCH)
-            if not rows:
-                await self.outbox.new_rows.wait()
-                continue
-            cursor = rows[-1][0]
+            chunks = await feed.next(FETCH)
             # Group by topic, keeping seq order inside each group.
-            groups: dict[str, list[tuple[int, bytes, float]]] = {}
-            for seq, topic, payload, at in rows:
-                groups.setdefault(topic, []).append((seq, payload, at))
-            for topic, items in groups.items():
+            groups: dict[tuple[str, str, str], list[tuple[int, bytes, float]]] = {}
+            for c in chunks:
+                items = groups.setdefault((c.station, c.device, c.type), [])
+                seq, h, at = c.first, c.head, c.at
+                for line in c.lines():
+                    items.append((seq, wire(seq, h, line), at))
+                    seq += 1
+            for key, items in groups.items():
+                topic = self.topic(*key)
                 for i in range(0, len(items), pack):
-                    for seqs, body, ats in self._messages(items[i : i + pack]):
+                    for seqs, body, ats in self._messages(items[i : i + pack], key):
                         await window.acquire()
                         self.inflight += 1
                         self.idle.clear()
-                        tg.create_task(self._publish(client, window, topic, body, seqs, ats))
+                        tg.create_task(self._publish(client, window, topic, key, body, seqs, ats))
 
-    def _messages(self, items: list[tuple[int, bytes, float]]):
+    def _messages(self, items: list[tuple[int, bytes, float]], key: tuple[str, str, str]):
         """Yield (seqs, payload, ingest times) messages within max_payload; a record too big
         on its own is dead-lettered."""
         limit = self.mqtt.max_payload
         if self.mqtt.max_pack == 1:
-            for seq, p, at in items:
-                body = with_seq(seq, p)
+            for seq, body, at in items:
                 if len(body) > limit:
-                    self._too_big(seq, len(body))
+                    self._too_big(seq, len(body), key)
                     continue
                 yield [seq], body, [at]
             return
@@ -345,10 +356,9 @@ class Publisher:
         seqs: list[int] = []
         ats: list[float] = []
         size = 2
-        for seq, p, at in items:
-            obj = with_seq(seq, p)
+        for seq, obj, at in items:
             if len(obj) + 2 > limit:
-                self._too_big(seq, len(obj))
+                self._too_big(seq, len(obj), key)
                 continue
             if parts and size + len(obj) + 1 > limit:
                 yield seqs, b"[" + b",".join(parts) + b"]", ats
@@ -360,19 +370,22 @@ class Publisher:
         if parts:
             yield seqs, b"[" + b",".join(parts) + b"]", ats
 
-    def _too_big(self, seq: int, size: int) -> None:
+    def _too_big(self, seq: int, size: int, key: tuple[str, str, str]) -> None:
         reason = f"record of {size} bytes exceeds mqtt.max_payload ({self.mqtt.max_payload})"
         log.error("record_dead_lettered", seq=seq, reason=reason)
-        self.outbox.dead([seq], reason)
+        self.feed.dead(seq, seq, reason)
+        self.refused_rows[key[1], key[2]] += 1
         self.last_dead = {"reason": reason, "at": time.time()}
 
-    async def _publish(self, client: aiomqtt.Client, window: asyncio.Semaphore, topic: str, body: bytes, seqs: list[int], ats: list[float]) -> None:
+    async def _publish(self, client: aiomqtt.Client, window: asyncio.Semaphore, topic: str, key: tuple[str, str, str],
+                       body: bytes, seqs: list[int], ats: list[float]) -> None:
         try:
             code = await self.hooks.publish(topic, body)
             if not code.is_failure:
-                self.outbox.ack(seqs)
+                for a, b in runs(seqs):
+                    self.feed.ack(a, b)
                 self.sent_messages += 1
-                self.published[topic] += len(seqs)
+                self.published[key[1], key[2]] += len(seqs)
                 now = time.time()
                 waits = [now - at for at in ats]
                 self.latency.extend(waits)
@@ -382,21 +395,22 @@ class Publisher:
             elif code.value in RETRY_CODES:
                 raise aiomqtt.MqttError(f"the broker refused a message for now (PUBACK 0x{code.value:02X} {code}); reconnecting to send it again")
             else:
-                self._refused(topic, seqs, code)
+                self._refused(topic, key, seqs, code)
         finally:
             self.inflight -= 1
             if not self.inflight:
                 self.idle.set()
             window.release()
 
-    def _refused(self, topic: str, seqs: list[int], code: ReasonCode) -> None:
-        """The broker refused the message for good: dead-letter its rows with the reason; log once per
+    def _refused(self, topic: str, key: tuple[str, str, str], seqs: list[int], code: ReasonCode) -> None:
+        """The broker refused the message for good: dead-letter its records with the reason; log once per
         topic and code (every refusal is counted in status as dead_lettered)."""
         reason = f"the broker refused the message: PUBACK reason code 0x{code.value:02X} ({code})"
-        self.outbox.dead(seqs, reason)
+        for a, b in runs(seqs):
+            self.feed.dead(a, b, reason)
         self.last_dead = {"reason": reason, "at": time.time()}
         self.refused_messages += 1
-        self.refused_rows[topic] += len(seqs)
+        self.refused_rows[key[1], key[2]] += len(seqs)
         if (topic, code.value) not in self._refusals_logged:
             self._refusals_logged.add((topic, code.value))
             log.error("message_refused", topic=topic, rows=len(seqs), reason=reason, hint="check the broker's ACL for this user and topic")
@@ -448,8 +462,24 @@ def explain(exc: aiomqtt.MqttError, m) -> str:
     return text
 
 
-def tls_context(cfg: Config) -> ssl.SSLContext:
-    t = cfg.mqtt.tls
+def topic(base: str, station: str, device: str, type_: str) -> str:
+    """`<base>/<station>/<device>/<type>`, or `<base>/<station>/context` for the station's own records."""
+    return f"{base}/{station}/context" if not device else f"{base}/{station}/{device}/{type_}"
+
+
+def runs(seqs: list[int]) -> list[tuple[int, int]]:
+    """Ascending seqs as (first, last) runs of consecutive ones."""
+    out: list[tuple[int, int]] = []
+    for s in sorted(seqs):
+        if out and s == out[-1][1] + 1:
+            out[-1] = (out[-1][0], s)
+        else:
+            out.append((s, s))
+    return out
+
+
+def tls_context(m: MqttConfig) -> ssl.SSLContext:
+    t = m.tls
     assert t is not None
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(t.ca_file))
     ctx.check_hostname = t.check_hostname

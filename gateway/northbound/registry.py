@@ -1,7 +1,7 @@
 """The northbound sinks a gateway can run: a discriminated union on `kind`, the only registry.
 
 Each config class names its sink's `kind`, carries a `name` (the sink's cursor in the capture
-log; keep it stable, or the new name starts with the whole journal still to send) and builds
+log; a sink new to a file starts with what the others have not delivered yet) and builds
 its sink with `build(cfg, …)`. A new sink is one module plus one line here.
 """
 
@@ -20,6 +20,11 @@ class JsonSinkConfig(MqttConfig):
 
     kind: Literal["mqtt"] = "mqtt"
     name: str = Field(default="mqtt", pattern=NAME, description="The sink's name: its cursor in the capture log.")
+
+    def build(self, cfg, on_command=None):
+        from gateway.northbound.mqtt import JsonSink
+
+        return JsonSink(cfg, self, on_command)
 
 
 SinkConfig = Annotated[Union[JsonSinkConfig], Field(discriminator="kind")]

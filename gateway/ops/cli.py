@@ -242,7 +242,9 @@ async def _status(cfg, timeout: float = TIMEOUT) -> dict[str, Any]:
                 "dead_letter_rows": box.stats.dead_rows,
                 "dead_letter_bytes": box.stats.dead_bytes,
             },
-            "counters": box.stats.counters,
+            "counters": {k: v for k, v in box.stats.counters.items() if k != "sinks"},
+            "sinks": {n: {"state": "not running", "cursor": r.cursor, "backlog": r.backlog, "acknowledged": r.acked,
+                          "dead_lettered": r.dead_lettered} for n, r in box.readers.items()},
             "contexts": await box.contexts(),
         }
 
@@ -274,10 +276,10 @@ async def ask(cfg, req: dict[str, Any], timeout: float = TIMEOUT, limit: int = c
 async def opened(cfg):
     """The buffer file opened by this command, with no daemon listening: under its lock, so never
     a buffer that a daemon holds (one that is starting, or stuck before its control socket)."""
-    from gateway.capture.outbox import BufferLocked, Outbox
+    from gateway.capture.log import BufferLocked, Log
 
     try:
-        box = Outbox(cfg.buffer)
+        box = Log(cfg.buffer, [s.name for s in cfg.northbound], cfg.journal)
         await box.__aenter__()
     except BufferLocked:
         raise Unavailable(
@@ -291,7 +293,7 @@ async def opened(cfg):
 
 
 async def ask_or_open(cfg, req: dict[str, Any], timeout: float, handle) -> dict[str, Any]:
-    """Ask the running daemon; without one, `handle(outbox, req)` on the file opened here."""
+    """Ask the running daemon; without one, `handle(log, req)` on the file opened here."""
     rsp = await ask(cfg, req, timeout)
     if rsp is not None:
         return rsp
@@ -334,6 +336,10 @@ def render_status(st: dict[str, Any]) -> str:
         out.append(line)
         for w in b.get("warnings") or []:
             out.append(f"warning {cut(w, 120)}")
+    sinks = st.get("sinks") or {}
+    if len(sinks) > 1 or not st.get("broker"):
+        for name, k in sinks.items():
+            out.append(f"sink    {name}: {k['state']}, {k['backlog']} to send, {k['acknowledged']} acknowledged, {k['dead_lettered']} dead-lettered")
     buf = st["buffer"]
     age = buf.get("oldest_unsent_age")
     line = f"buffer  {buf['rows']} rows, {_bytes(buf['bytes'])}, oldest unsent {'-' if age is None else f'{age:.1f}s'}"
@@ -341,6 +347,8 @@ def render_status(st: dict[str, Any]) -> str:
         line += f"; {_bytes(buf['disk_free'])} free on its disk"
     if buf.get("dead_letter_rows"):
         line += f"; {buf['dead_letter_rows']} dead letters ({_bytes(buf['dead_letter_bytes'])}): `dead-letter list`"
+    if buf.get("journal_rows") is not None:
+        line += f"; journal {buf['journal_rows']} rows, {_bytes(buf['journal_bytes'])}"
     out.append(line)
     out.append("counters " + ", ".join(f"{k}={v}" for k, v in st["counters"].items()))
     if cmds := st.get("commands"):

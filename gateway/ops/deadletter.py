@@ -17,9 +17,9 @@ def add_parser(sub: argparse._SubParsersAction, commands: dict, with_config) -> 
     dl = sub.add_parser("dead-letter", help="list, show, requeue or purge records the broker or the encoder refused")
     dsub = dl.add_subparsers(dest="action", required=True)
     for name, text in (
-        ("list", "seq, time, topic and reason of each dead letter"),
+        ("list", "seq, time, sink, type and reason of each dead letter"),
         ("show", "one dead letter with its record"),
-        ("requeue", "move dead letters back into the outbox, to be sent again (new seqs)"),
+        ("requeue", "move dead letters back into the log, to be sent again by their sink (new seqs)"),
         ("purge", "delete dead letters for good"),
     ):
         sp = dsub.add_parser(name, help=text)
@@ -77,7 +77,7 @@ def _when(ts: float) -> str:
 
 def render_list(rsp: dict[str, Any]) -> str:
     items = rsp["dead_letters"]
-    out = [f"{d['seq']:>20}  {_when(d['at'])}  {d['topic']}  {d['reason']}" for d in items]
+    out = [f"{d['seq']:>20}  {_when(d['at'])}  {d['sink']}  {d['type']}  {d['reason']}" for d in items]
     if rsp["total"] > len(items):
         out.append(f"({len(items)} of {rsp['total']} shown; --limit, --first/--last or --reason narrow it)")
     elif not items:
@@ -87,7 +87,7 @@ def render_list(rsp: dict[str, Any]) -> str:
 
 def render_show(rsp: dict[str, Any]) -> str:
     d = rsp["dead_letter"]
-    out = [f"seq       {d['seq']}", f"at        {_when(d['at'])}", f"topic     {d['topic']}", f"reason    {d['reason']}", f"bytes     {d['bytes']}"]
+    out = [f"seq       {d['seq']}", f"at        {_when(d['at'])}", f"sink      {d['sink']}", f"type      {d['type']}", f"reason    {d['reason']}", f"bytes     {d['bytes']}"]
     text = rsp["record"]
     if not rsp["truncated"]:
         try:

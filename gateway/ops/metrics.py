@@ -1,7 +1,7 @@
 """Prometheus metrics: what the gateway already counts, read at scrape time.
 
 Nothing here runs per reading except `Histogram.observe` (a bisect and two additions); every other
-figure is read from the parts that keep it (pipeline, supervisors' health, outbox, publisher) when
+figure is read from the parts that keep it (pipeline, supervisors' health, capture log, sinks) when
 Prometheus scrapes. Label sets are bounded by the configuration: device names, record types, states.
 """
 
@@ -21,14 +21,6 @@ PREFIX = "shopfloor"
 STATES = ("starting", "connected", "down", "failed", "crashed", "finished")
 BROKER_STATES = ("starting", "connected", "disconnected", "crashed")
 SCAN_STATUSES = ("accepted", "warning", "rejected", "duplicate", "unassigned")
-
-
-def topic_labels(topic: str) -> tuple[str, str]:
-    """(device, type) of an outbox topic: `…/<station>/<device>/<type>` or `…/<station>/context`."""
-    parts = topic.rsplit("/", 2)
-    if parts[-1] == "context":
-        return "", "context"
-    return (parts[-2], parts[-1]) if len(parts) == 3 else ("", parts[-1])
 
 
 class GatewayCollector:
@@ -62,19 +54,15 @@ class GatewayCollector:
             for type_, n in sorted(p.type_counts(h.device, h.readings).items()):
                 read.add_metric([h.device, type_], n)
         yield read
-        box = gw.outbox
+        box = gw.log
         for name, counts, text in (
             ("records_captured", box.captured_by, "Records committed to the buffer (captured)."),
-            ("records_published", pub.published, "Records acknowledged by the broker (PUBACK)."),
-            ("records_dead_lettered", pub.refused_rows, "Records the broker refused for good."),
+            ("records_published", pub.published if pub else {}, "Records acknowledged by the broker (PUBACK) to the JSON sink."),
+            ("records_dead_lettered", pub.refused_rows if pub else {}, "Records the broker refused for good."),
             ("records_discarded", box.discarded_by, "Telemetry discarded by the overflow policy (never scans, RFID reads, alarms, context events)."),
         ):
             fam = CounterMetricFamily(f"{PREFIX}_{name}", text + " Since the gateway started.", labels=["device", "type"])
-            merged: dict[tuple[str, str], int] = {}
-            for topic, n in counts.items():
-                key = topic_labels(topic)
-                merged[key] = merged.get(key, 0) + n
-            for key, n in sorted(merged.items()):
+            for key, n in sorted(counts.items()):
                 fam.add_metric(list(key), n)
             yield fam
         # The buffer file's own counters: they last as long as the file, across restarts.
@@ -82,7 +70,7 @@ class GatewayCollector:
             f"{PREFIX}_buffer_records", "Records by outcome over the life of the buffer file (captured, published, discarded, "
             "dead_lettered, shed, requeued …), and commits the disk refused (write_errors).", labels=["outcome"],
         )
-        for outcome, n in sorted(box.stats.counters.items()):
+        for outcome, n in sorted(gw._counters().items()):
             lifetime.add_metric([outcome], n)
         yield lifetime
         internal = CounterMetricFamily(f"{PREFIX}_internal_errors", "Readings captured as internal_error after a stage failed.")
@@ -121,17 +109,23 @@ class GatewayCollector:
         yield period
 
     def _buffer(self, gw: Gateway) -> Iterator[Metric]:
-        st = gw.outbox.stats
+        st = gw.log.stats
         for name, value, text in (
-            ("buffer_rows", st.rows, "Rows in the buffer awaiting delivery."),
-            ("buffer_bytes", st.bytes, "Payload bytes in the buffer."),
-            ("buffer_pending_commit_rows", gw.outbox.pending(), "Readings read but not yet committed."),
+            ("buffer_rows", st.rows, "Records in the buffer awaiting delivery (by the slowest sink)."),
+            ("buffer_bytes", st.bytes, "Bytes of those records."),
+            ("buffer_pending_commit_rows", gw.log.pending(), "Readings read but not yet committed."),
+            ("journal_rows", st.journal_rows, "Rows (chunks of records) in the capture log's file, delivered or not."),
+            ("journal_bytes", st.journal_bytes, "Bytes of those rows."),
             ("buffer_oldest_unsent_age_seconds", time.time() - self.oldest if self.oldest else 0.0, "Age of the oldest row not yet delivered."),
         ):
             g = GaugeMetricFamily(f"{PREFIX}_{name}", text)
             g.add_metric([], value)
             yield g
-        free = gw.outbox.disk_free()
+        backlog = GaugeMetricFamily(f"{PREFIX}_sink_backlog_records", "Records a sink has not yet had acknowledged.", labels=["sink"])
+        for name, r in gw.log.readers.items():
+            backlog.add_metric([name], r.backlog)
+        yield backlog
+        free = gw.log.disk_free()
         if free is None:
             return
         g = GaugeMetricFamily(f"{PREFIX}_buffer_disk_free_bytes", "Free space on the buffer's file system.")
@@ -140,6 +134,8 @@ class GatewayCollector:
 
     def _broker(self, gw: Gateway) -> Iterator[Metric]:
         pub = gw.publisher
+        if pub is None:
+            return
         state = GaugeMetricFamily(f"{PREFIX}_broker_state", "1 for the state the broker connection is in.", labels=["state"])
         for s in BROKER_STATES:
             state.add_metric([s], 1.0 if pub.state == s else 0.0)
@@ -167,5 +163,5 @@ def registry(gw: Gateway, version: str) -> tuple[CollectorRegistry, GatewayColle
 
 
 async def exposition(reg: CollectorRegistry, collector: GatewayCollector) -> bytes:
-    collector.oldest = await collector.gw.outbox.oldest()
+    collector.oldest = await collector.gw.log.oldest()
     return generate_latest(reg)

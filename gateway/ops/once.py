@@ -19,23 +19,30 @@ import orjson
 from gateway.capture.pipeline import Pipeline
 from gateway.config import Config
 from gateway.daemon import missing_parts
+from gateway.driver import each
 from gateway.errors import ConfigError, describe
+from gateway.northbound.mqtt import topic
 
 QUIET = 0.5  # a device that sent nothing for this long after its first readings has sent its round
 
 
 class Collect:
-    """Where the pipeline puts records in this mode: a list, not the buffer."""
+    """Where the pipeline puts records in this mode: a list, not the capture log."""
 
-    def __init__(self) -> None:
-        self.rows: list[tuple[str, bytes]] = []
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.rows: list[tuple[str, dict]] = []
 
-    def put(self, topic: str, payload: bytes, protected: bool, urgent: bool = False) -> int:
-        self.rows.append((topic, payload))
+    def put(self, key, make, item: bytes, point=None, urgent: bool = False) -> int:
+        b = make()
+        self.rows.append((topic(self.base, b.station, b.device, b.type), {**orjson.loads(b.head), **orjson.loads(item)}))
         return 0
 
     def set_context(self, station: str, state: dict) -> int:
         return 0
+
+    async def committed(self, ticket: int) -> None:
+        return None
 
 
 def saved_contexts(cfg: Config) -> dict[str, dict]:
@@ -64,14 +71,16 @@ async def read_round(d: Any, pipeline: Pipeline, wait: float) -> tuple[int, str 
         while True:
             try:
                 async with asyncio.timeout(QUIET if n else wait):
-                    r = await anext(it)
+                    got = each(await anext(it))
             except (TimeoutError, StopAsyncIteration):
                 break
-            if r.tag in seen:
+            fresh = [r for r in got if r.tag not in seen]
+            for r in fresh:
+                seen.add(r.tag)
+                pipeline.submit(origin, r)
+            n += len(fresh)
+            if len(fresh) < len(got):
                 break
-            seen.add(r.tag)
-            pipeline.submit(origin, r)
-            n += 1
         return n, None if n else f"no reading within {wait:g} s (an event-driven device, such as a scanner, sends only when used)"
     except TimeoutError:
         return n, f"connect timed out after {d.connect_timeout} s"
@@ -90,14 +99,14 @@ async def run(cfg: Config, wait: float, out=sys.stdout, err=sys.stderr) -> int:
     problems = missing_parts(cfg)
     if problems:
         raise ConfigError(problems)
-    sink = Collect()
+    g = cfg.gateway
+    sink = Collect(f"{cfg.mqtt.topic_prefix if cfg.mqtt else 'shopfloor'}/{g.site}/{g.area}/{g.line}")
     pipeline = Pipeline(cfg, sink, saved_contexts(cfg))  # type: ignore[arg-type]
     devices = [d for d in cfg.devices if d.enabled]
     t0 = time.monotonic()
     results = await asyncio.gather(*(read_round(d, pipeline, wait) for d in devices))
-    for topic, payload in sink.rows:
-        rec = orjson.loads(b"{" + payload)
-        out.write(orjson.dumps({"topic": topic, **rec}).decode() + "\n")
+    for where, rec in sink.rows:
+        out.write(orjson.dumps({"topic": where, **rec}).decode() + "\n")
     out.flush()
     failed = 0
     for d, (n, error) in zip(devices, results, strict=True):

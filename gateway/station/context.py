@@ -1,6 +1,6 @@
 """Station context: which work order, operation and lot a station is running, and who works there.
 
-State machine per station (design.md §6)::
+State machine per station::
 
     IDLE --start--> ACTIVE --update/login/logout--> ACTIVE --end--> IDLE
                     ACTIVE --start(other work order)--> (end, then start): a changeover

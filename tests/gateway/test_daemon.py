@@ -44,7 +44,7 @@ import signal  # noqa: E402
 import time  # noqa: E402
 
 from gateway import daemon  # noqa: E402
-from gateway.northbound.mqtt import Publisher  # noqa: E402
+from gateway.northbound.mqtt import JsonSink  # noqa: E402
 from tests.conftest import InProcess, Process, write_config  # noqa: E402
 from tests.helpers import Control  # noqa: E402
 
@@ -69,17 +69,17 @@ async def test_halt_cancels_again_a_task_that_swallowed_the_cancel():
 
 
 async def test_a_stop_ends_although_the_publisher_lost_its_cancel(tmp_path, broker, monkeypatch):
-    real = Publisher.run
+    real = JsonSink.run
 
-    async def run(self):
+    async def run(self, feed):
         try:
-            await real(self)
+            await real(self, feed)
         except asyncio.CancelledError:
             pass
-        await self.outbox.new_rows.wait()  # the hang seen in the field: waiting for rows that never come
+        await feed.new.wait()  # the hang seen in the field: waiting for records that never come
         await asyncio.Event().wait()
 
-    monkeypatch.setattr(Publisher, "run", run)
+    monkeypatch.setattr(JsonSink, "run", run)
     gw = InProcess(write_config(tmp_path, broker.port, [OVEN]))
     async with gw:
         await gw.wait_status(lambda st: st["broker"]["state"] == "connected")
@@ -142,7 +142,7 @@ async def test_a_second_sigterm_ends_the_process_at_once(tmp_path, broker):
 async def test_a_stop_while_the_disk_refuses_says_how_many_readings_were_never_captured(tmp_path, broker):
     gw = InProcess(write_config(tmp_path, broker.port, [OVEN]))
     await gw.__aenter__()
-    box = gw.gw.outbox
+    box = gw.gw.log
     await gw.wait_status(lambda st: st["counters"]["captured"] > 0)
     broker.stop()  # rows stay, so the file must grow
     async with box.lock:

@@ -102,7 +102,7 @@ async def test_buffer_limit_discards_telemetry_but_never_scans_or_context(tmp_pa
         assert (await gw.request(cmd="context", action="start", work_order="WO-1"))["ok"]
         # Scans arrive through the same pipeline a scanner driver uses.
         pipeline = gw.gw.pipeline
-        origin = Origin("gw-test", "plant1", "assembly", "line1", "st10", "scanner1", "scanner_serial", "shopfloor")
+        origin = Origin("gw-test", "plant1", "assembly", "line1", "st10", "scanner1", "scanner_serial")
         for i in range(50):
             pipeline.submit(origin, Reading("scan", f"CODE-{i}", type=SCAN, raw=b"CODE"))
         st = await gw.wait_status(lambda st: st["counters"]["discarded"] > 500)

@@ -8,6 +8,7 @@ import itertools
 import pytest
 
 from drivers.modbus.config import ModbusConfig, ModbusRtuConfig
+from gateway.driver import each
 from gateway.errors import NotConnected
 from gateway.model import ALARM, TELEMETRY
 from simulators.modbus import ModbusSim
@@ -255,8 +256,8 @@ async def test_deadband_heartbeat_and_limits(sim):
     seen = []
 
     async def consume():
-        async for r in driver.readings():
-            seen.append(r)
+        async for got in driver.readings():
+            seen.extend(each(got))
 
     def sent(*values):
         return [r for r in seen if r.type == TELEMETRY and round(r.value, 3) in values]

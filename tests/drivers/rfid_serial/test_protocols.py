@@ -1,4 +1,4 @@
-"""CF-RU and RDM6300 vectors of shared/capture-facts.md, framing faults, read windows."""
+"""CF-RU and RDM6300 vectors from their protocol documents, framing faults, read windows."""
 
 import pytest
 

@@ -1,4 +1,4 @@
-"""The wedge cases of shared/capture-facts.md: layouts, CapsLock, GS both ways, timeout, repeats, Tab."""
+"""The wedge cases: layouts, CapsLock, GS both ways, timeout, repeats, Tab."""
 
 import subprocess
 import sys

@@ -1,4 +1,4 @@
-"""The capture path's stages, with an outbox that only keeps what it is given."""
+"""The capture path's stages, with a log that only keeps what it is given."""
 
 from __future__ import annotations
 
@@ -18,14 +18,16 @@ PRESS = {"kind": "synthetic", "name": "press", "rate": 1, "tags": 1}
 
 
 class Box:
-    """The outbox's two entries, kept in order: rows (topic, record, protected, urgent) and context states."""
+    """The log's two entries, kept in order: records ((station, device, type), record, protected,
+    urgent) and context states."""
 
     def __init__(self) -> None:
-        self.rows: list[tuple[str, dict, bool, bool]] = []
+        self.rows: list[tuple[tuple[str, str, str], dict, bool, bool]] = []
         self.contexts: list[tuple[str, dict]] = []
 
-    def put(self, topic: str, payload: bytes, protected: bool, urgent: bool = False) -> int:
-        self.rows.append((topic, orjson.loads(b"{" + payload), protected, urgent))
+    def put(self, key, make, item: bytes, point=None, urgent: bool = False) -> int:
+        b = make()
+        self.rows.append(((b.station, b.device, b.type), {**orjson.loads(b.head), **orjson.loads(item)}, b.protected, urgent))
         return len(self.rows)
 
     def set_context(self, station: str, state: dict) -> int:
@@ -55,9 +57,9 @@ def test_telemetry_is_stamped_with_its_station_context(make, box):
     p = make()
     _, ctx = p.change("st10", Change("start", "cli", work_order="WO-1", lot="L-1"))
     ticket, outcome = p.submit(p.origins["press"], Reading("temp", 181.5, unit="degC"))
-    topic, rec, protected, urgent = box.rows[-1]
+    where, rec, protected, urgent = box.rows[-1]
     assert ticket == len(box.rows) and outcome is None
-    assert topic == "shopfloor/plant1/assembly/line1/st10/press/telemetry" and not protected and not urgent
+    assert where == ("st10", "press", "telemetry") and not protected and not urgent
     assert (rec["value"], rec["unit"], rec["device"], rec["device_kind"]) == (181.5, "degC", "press", "synthetic")
     assert (rec["context"], rec["work_order"], rec["lot"], rec["context_id"], rec["context_version"]) == ("active", "WO-1", "L-1", ctx.context_id, ctx.version)
 
@@ -67,8 +69,8 @@ def test_a_context_change_is_journaled_with_its_state(make, box):
     p.change("st10", Change("start", "cli", work_order="WO-1", actor="cli:uid=0(root)"))
     (station, state), = box.contexts
     assert station == "st10" and state["work_order"] == "WO-1" and state["state"] == "active"
-    topic, rec, protected, _ = box.rows[-1]
-    assert topic == "shopfloor/plant1/assembly/line1/st10/context" and protected
+    where, rec, protected, _ = box.rows[-1]
+    assert where == ("st10", "", "context") and protected
     assert (rec["event"], rec["actor"], rec["work_order"]) == ("started", "cli:uid=0(root)", "WO-1")
 
 
@@ -79,8 +81,8 @@ def test_a_scan_is_stamped_with_the_context_it_starts(make, box):
     assert outcome["status"] == "accepted" and outcome["reason_code"] == "work_order_started"
     assert p.contexts["st10"].work_order == "WO-2024-0042"
     assert [r["type"] for r in box.records()] == ["context", "scan"]
-    topic, scan, protected, urgent = box.rows[-1]
-    assert topic.endswith("/st10/scanner1/scan") and protected and urgent  # a scanner waits for this commit
+    where, scan, protected, urgent = box.rows[-1]
+    assert where == ("st10", "scanner1", "scan") and protected and urgent  # a scanner waits for this commit
     assert (scan["work_order"], scan["context"], scan["context_id"]) == ("WO-2024-0042", "active", p.contexts["st10"].context_id)
     assert box.records("context")[0]["actor"] == "scan:scanner1"
 
@@ -110,12 +112,12 @@ def test_a_failing_stage_still_captures_the_reading_as_bad(make, box, monkeypatc
     def stamp(*a, **kw):
         raise KeyError("stage")
 
-    monkeypatch.setattr(pipeline_mod, "stamp", stamp)
+    monkeypatch.setattr(pipeline_mod, "item", stamp)  # telemetry's stamping stage
     for _ in range(2):
         ticket, outcome = p.submit(p.origins["press"], Reading("t" * 300, 5, ts=1_767_225_600.0, raw=b"\x01\x02"))
-    topic, rec, protected, _ = box.rows[-1]
+    where, rec, protected, _ = box.rows[-1]
     assert ticket == len(box.rows) and outcome == INTERNAL_ERROR and outcome is not INTERNAL_ERROR
-    assert topic.endswith("/st10/press/telemetry") and not protected
+    assert where == ("st10", "press", "telemetry") and not protected
     assert (rec["quality"], rec["status"], rec["reason_code"], rec["message"]) == ("bad", "rejected", "internal_error", INTERNAL_ERROR["message"])
     assert rec["reason"] == "internal_error: KeyError: 'stage'"
     assert rec["value"] is None and rec["unit"] is None and rec["tag"] == "t" * 128
@@ -128,8 +130,8 @@ def test_salvage_takes_nothing_it_cannot_trust(make, box, monkeypatch):
     p = make()
     monkeypatch.setattr(pipeline_mod, "stamp", lambda *a, **kw: 1 / 0)
     p.submit(p.origins["press"], Reading("t", 1, ts=float("nan"), type="bogus", raw="not bytes"))
-    topic, rec, _, _ = box.rows[-1]
-    assert topic.endswith("/press/telemetry") and rec["type"] == TELEMETRY  # an unknown type goes out as telemetry
+    where, rec, _, _ = box.rows[-1]
+    assert where[1:] == ("press", "telemetry") and rec["type"] == TELEMETRY  # an unknown type goes out as telemetry
     assert rec["ts"] == rec["ingested_at"]  # a timestamp out of range is replaced by the capture time
     assert "raw" not in rec
 

@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 
 import orjson
 
-from gateway.capture.record import SCHEMA, Origin, context_event, context_fields, encode, stamp, with_seq
+from gateway.capture.record import SCHEMA, Origin, context_event, context_fields, encode, head, item, stamp, wire
 from gateway.model import ALARM, SCAN, Reading
 from gateway.station.context import Change, Context, apply
 
-ORIGIN = Origin("gw-1", "plant1", "assembly", "line1", "st10", "press1", "modbus", "shopfloor")
+ORIGIN = Origin("gw-1", "plant1", "assembly", "line1", "st10", "press1", "modbus")
 T = 1_767_225_600.25  # 2026-01-01T00:00:00.25Z
 NOW = T + 2
 
@@ -26,12 +26,18 @@ def active(**kw) -> Context:
 
 
 def decoded(rec: dict) -> dict:
-    return orjson.loads(with_seq(42, encode(rec)))
+    return orjson.loads(wire(42, encode(rec), b"{}"))
 
 
-def test_origin_names_the_topic_of_each_type():
-    assert ORIGIN.topic("telemetry") == "shopfloor/plant1/assembly/line1/st10/press1/telemetry"
-    assert ORIGIN.topic(ALARM).endswith("/st10/press1/alarm")
+def test_head_and_item_make_the_same_record_as_stamp():
+    """Telemetry is stored split; the JSON sink joins head and item into what `stamp` makes."""
+    r = Reading("temp", 181.5, ts=T, unit="degC", raw=b"\x01", fields={"station": "forged", "register": 40001})
+    ctx = active()
+    whole = stamp(r, ORIGIN, ctx, NOW)
+    joined = orjson.loads(wire(5, encode(head("telemetry", ORIGIN, ctx, NOW)), encode(item(r))))
+    assert joined.pop("seq") == 5
+    assert joined == {k: v for k, v in decoded(whole).items() if k != "seq"}
+    assert joined["station"] == "st10" and joined["register"] == 40001  # a field never overrides the origin
 
 
 def test_a_reading_is_stamped_field_by_field():
@@ -93,10 +99,9 @@ def test_a_started_event_has_no_end():
     assert (rec["event"], rec["context"], rec["started_at"], rec["ended_at"]) == ("started", "active", at(T), None)
 
 
-def test_encode_leaves_out_the_brace_and_with_seq_puts_seq_first():
+def test_wire_puts_seq_first():
     stored = encode(stamp(Reading("t", 1, ts=T), ORIGIN, Context("st10"), NOW))
-    assert not stored.startswith(b"{") and stored.endswith(b"}")
-    published = with_seq(7, stored)
+    published = wire(7, stored, b"{}")
     assert published.startswith(b'{"seq":7,"gateway_id":"gw-1",')
     rec = orjson.loads(published)
     assert rec["seq"] == 7 and rec["ts"] == "2026-01-01T00:00:00.250000Z" and rec["ingested_at"].endswith("Z")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from gateway.capture.outbox import Outbox
+from gateway.capture.log import Log
 from gateway.capture.supervisor import Health, backoff, supervise
 from gateway.config import BufferConfig
 from gateway.errors import NotConnected
@@ -58,7 +58,7 @@ async def run_until(tmp_path, build, done) -> Health:
 
     path = write_config(tmp_path, 1, [{"kind": "synthetic", "name": "dev", "rate": 1, "backoff_initial": INITIAL, "backoff_max": 0.32}])
     cfg = config.load(path)
-    async with Outbox(BufferConfig(path=tmp_path / "b.db")) as box:
+    async with Log(BufferConfig(path=tmp_path / "b.db"), ["mqtt"]) as box:
         health = Health("dev", "test")
         task = asyncio.create_task(supervise(cfg.devices[0], Pipeline(cfg, box), health, build=build))
         try:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from gateway.northbound.mqtt import Publisher
+from gateway.northbound.mqtt import JsonSink
 from tests.conftest import InProcess, Upstream, write_config
 
 OVEN = {"kind": "synthetic", "name": "oven", "rate": 100, "tags": 1}
 
 
 async def test_an_unexpected_error_in_a_session_reconnects_and_loses_nothing(tmp_path, broker, monkeypatch):
-    real = Publisher._session
+    real = JsonSink._session
     calls = []
 
     async def session(self, client):
@@ -18,7 +18,7 @@ async def test_an_unexpected_error_in_a_session_reconnects_and_loses_nothing(tmp
             raise ZeroDivisionError("a bug nobody listed")
         await real(self, client)
 
-    monkeypatch.setattr(Publisher, "_session", session)
+    monkeypatch.setattr(JsonSink, "_session", session)
     async with Upstream(broker.port, "shopfloor/#") as up, InProcess(write_config(tmp_path, broker.port, [OVEN])) as gw:
         await up.wait(lambda rs: len(rs) >= 50)
         st = await gw.status()

@@ -55,10 +55,10 @@ async def test_message_refused_by_broker_acl_is_dead_lettered(tmp_path):
     finally:
         broker.stop()
     with sqlite3.connect(tmp_path / "buffer.db") as db:
-        dead = db.execute("SELECT topic, reason FROM dead_letter").fetchall()
+        dead = db.execute("SELECT sink, json_extract(record, '$.device'), reason FROM dead_letter").fetchall()
     assert len(dead) == 50
-    assert {t for t, _ in dead} == {f"{BASE}/st10/secret/telemetry"}
-    assert {r for _, r in dead} == {"the broker refused the message: PUBACK reason code 0x87 (Not authorized)"}
+    assert {(s, d) for s, d, _ in dead} == {("mqtt", "secret")}
+    assert {r for *_, r in dead} == {"the broker refused the message: PUBACK reason code 0x87 (Not authorized)"}
 
 
 async def test_mqtt311_cannot_see_a_refusal(tmp_path):

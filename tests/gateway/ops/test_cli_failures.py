@@ -11,7 +11,7 @@ import stat
 import subprocess
 import sys
 
-from gateway.capture.outbox import take_lock
+from gateway.capture.files import take_lock
 from gateway.ops import control
 from tests.conftest import ROOT, InProcess, write_config
 from tests.helpers import cli

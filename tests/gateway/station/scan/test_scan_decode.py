@@ -1,4 +1,4 @@
-"""The GS1 and EPC vectors of shared/capture-facts.md, and the classification order."""
+"""The GS1 General Specifications and TDS vectors (their published examples), and the classification order."""
 
 import pytest
 

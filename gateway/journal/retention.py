@@ -1,0 +1,81 @@
+"""Journal retention: what the log may let go once every sink has a record, in small steps.
+
+- Raw telemetry is kept within a size budget (`journal.telemetry_bytes`): the oldest delivered
+  telemetry goes first. A budget of 0 keeps no delivered telemetry at all.
+- Scans, RFID reads, alarms and context events (protected records), their index keys, the context
+  intervals and the per-minute aggregates are kept for `journal.keep_days`.
+- Nothing that some configured sink has not yet acknowledged (seq above the lowest cursor) is
+  ever pruned here; the overflow policy (gateway.capture.log) is the only other way out of the log.
+
+Each step deletes at most STEP rows per table, so one transaction stays short: capture never
+waits for pruning longer than for one small commit.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+
+STEP = 1000  # rows one transaction deletes from one table
+
+
+@dataclass(slots=True)
+class Pruned:
+    telemetry: int = 0  # records
+    telemetry_bytes: int = 0
+    kept_records: int = 0  # protected records past keep_days
+    kept_bytes: int = 0
+    other: int = 0  # index keys, contexts, minutes
+    rows: list[tuple[int, int]] = field(default_factory=list)  # (records, bytes) per deleted log row
+
+    @property
+    def full(self) -> bool:
+        """A step deleted as much as it may: there is probably more to do."""
+        return len(self.rows) >= STEP or self.other >= STEP
+
+
+def step(conn: sqlite3.Connection, floor: int, telemetry_excess: int, cutoff: float) -> Pruned:
+    """Delete one step's worth; `floor`: the lowest sink cursor; `telemetry_excess`: bytes of
+    delivered telemetry above the budget; `cutoff`: protected records ingested before it go."""
+    p = Pruned()
+    if telemetry_excess > 0:
+        gone = conn.execute(
+            "DELETE FROM log WHERE seq IN (SELECT seq FROM log WHERE protected = 0 AND last <= ? ORDER BY seq LIMIT ?) "
+            "RETURNING last - seq + 1, size",
+            (floor, _rows_for(conn, telemetry_excess)),
+        ).fetchall()
+        p.rows.extend(gone)
+        p.telemetry = sum(g[0] for g in gone)
+        p.telemetry_bytes = sum(g[1] for g in gone)
+    gone = conn.execute(
+        "DELETE FROM log WHERE seq IN (SELECT seq FROM log WHERE protected = 1 AND last <= ? AND at < ? ORDER BY seq LIMIT ?) "
+        "RETURNING last - seq + 1, size, seq",
+        (floor, cutoff, STEP),
+    ).fetchall()
+    if gone:
+        p.rows.extend((g[0], g[1]) for g in gone)
+        p.kept_records = sum(g[0] for g in gone)
+        p.kept_bytes = sum(g[1] for g in gone)
+        conn.execute("DELETE FROM keys WHERE seq <= ? AND at < ?", (max(g[2] for g in gone), cutoff))
+    p.other += _minutes(conn, cutoff)
+    p.other += conn.execute(
+        "DELETE FROM contexts WHERE context_id IN (SELECT context_id FROM contexts WHERE ended_at IS NOT NULL AND ended_at < ? LIMIT ?)",
+        (cutoff, STEP),
+    ).rowcount
+    return p
+
+
+def _minutes(conn: sqlite3.Connection, cutoff: float) -> int:
+    # `minutes` is WITHOUT ROWID: delete by its time index, a step at a time.
+    old = conn.execute(
+        "SELECT context_id, device, tag, minute FROM minutes WHERE minute < ? LIMIT ?", (int(cutoff // 60), STEP)
+    ).fetchall()
+    if old:
+        conn.executemany("DELETE FROM minutes WHERE context_id = ? AND device = ? AND tag = ? AND minute = ?", old)
+    return len(old)
+
+
+def _rows_for(conn: sqlite3.Connection, excess: int) -> int:
+    """How many log rows of telemetry make up about `excess` bytes (at least one, at most STEP)."""
+    avg = conn.execute("SELECT avg(size) FROM (SELECT size FROM log WHERE protected = 0 ORDER BY seq LIMIT 64)").fetchone()[0] or 1
+    return max(1, min(STEP, int(excess // avg) + 1))
