@@ -154,7 +154,7 @@ async def test_a_running_gateway_answers_trace(tmp_path, broker):
         else:
             assert rsp["code"] == "no_journal" and "file format" in rsp["error"]
         r = await asyncio.to_thread(cli, "trace", "lot", "LOT-A", "-c", str(path))
-        assert r.returncode in (1, 69) and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+        assert r.returncode in (1, 69) and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, (r.returncode, r.stderr)
     finally:
         assert gw.terminate() == 0
 
