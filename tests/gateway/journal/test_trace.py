@@ -199,3 +199,91 @@ def test_order_changeover_minute_is_one_point(tmp_path):
     assert temp["series"] == [{"t": T0, "min": 10.0, "max": 30.0, "mean": 20.0, "count": 4},
                               {"t": T0 + 60, "min": 40.0, "max": 40.0, "mean": 40.0, "count": 1}]
     assert (temp["count"], temp["mean"]) == (5, 25.0)
+
+
+# -- on journals the capture path wrote ---------------------------------------------------------
+
+CAPTURE_GTIN = "09501101020917"
+
+
+@pytest.fixture
+async def captured(tmp_path):
+    """Records put through the real pipeline into the real capture log: a login, a work order with a
+    lot, material scans, telemetry of a PLC and of an environmental sensor, an alarm raised and
+    cleared; more undelivered telemetry than the log may hold, so the overflow policy discards some."""
+    from gateway import config
+    from gateway.capture.log import Log
+    from gateway.capture.pipeline import Pipeline
+    from gateway.model import ALARM, SCAN, Reading
+    from gateway.station.context import Change
+    from tests.conftest import write_config
+
+    bom = tmp_path / "bom.csv"
+    bom.write_text(f"work_order,code\nWO-1,{CAPTURE_GTIN}\n")
+    devices = [{"kind": "synthetic", "name": "press", "rate": 1, "tags": 1},
+               {"kind": "env_sensor", "name": "room", "serial": {"port": "/dev/null"}},
+               {"kind": "scanner_serial", "name": "scanner1", "port": str(tmp_path / "scanner0")}]
+    gateway = {"id": "gw-test", "site": "plant1", "area": "assembly", "line": "line1", "stations": [{"name": "st10", "scan": {"bom_file": str(bom)}}]}
+    cfg = config.load(write_config(tmp_path, 1, devices, gateway=gateway, buffer={"max_rows": 100, "overflow": "drop_oldest"}))
+    facts: dict = {"path": cfg.buffer.path}
+    async with Log(cfg.buffer, ["mqtt"], cfg.journal) as box:
+        p = Pipeline(cfg, box)
+        press, room, scanner = p.origins["press"], p.origins["room"], p.origins["scanner1"]
+        p.change("st10", Change("login", "cli", operators=(OP,)))
+        p.change("st10", Change("start", "cli", work_order="WO-1", lot="LOT-A"))
+        await box.flush()
+        p.submit(scanner, Reading("scan", f"]C101{CAPTURE_GTIN}10B-7", type=SCAN))
+        p.submit(scanner, Reading("scan", "]E05901234123457", type=SCAN))  # not in the BOM
+        await box.flush()
+        for i in range(60):
+            p.submit(press, Reading("temp", 70.0 + i % 3, unit="degC"))
+            await box.flush()  # one chunk each: the overflow policy discards whole chunks
+        p.submit(room, Reading("humidity", 41.5, unit="%"))
+        p.submit(press, Reading("temp", 85.0, unit="degC", type=ALARM, reason="temp 85.0 above high limit 80.0",
+                                fields={"alarm": "high", "state": "raised", "limit": 80.0, "severity": "warning"}))
+        p.submit(press, Reading("temp", 70.0, unit="degC", type=ALARM, reason="temp 70.0 back inside high limit 80.0",
+                                fields={"alarm": "high", "state": "cleared", "limit": 80.0, "severity": "warning"}))
+        await box.flush()
+        feed = box.feed("mqtt")
+        chunks = await feed.next(10)
+        facts["acked"] = (chunks[0].first, chunks[-1].last)
+        feed.ack(*facts["acked"])
+        for i in range(60):  # past max_rows: the oldest undelivered telemetry goes
+            p.submit(press, Reading("temp", 71.0, unit="degC"))
+            await box.flush()
+        p.change("st10", Change("end", "cli"))
+        await box.flush()
+    return facts
+
+
+async def test_trace_on_records_the_capture_path_wrote(captured):
+    t = trace.query(ro(captured["path"]), "lot", "LOT-A")
+    (ctx,) = t["contexts"]
+    assert (ctx["work_order"], ctx["lot"], ctx["station"]) == ("WO-1", "LOT-A", "st10") and ctx["ended_at"] >= ctx["started_at"]
+    assert [(o["operator"], o["context_id"]) for o in t["operators"]] == [(OP, ctx["context_id"])]
+    assert [(m["status"], m["reason_code"], m["gtin"], m["batch"]) for m in t["materials"]] == [
+        ("accepted", "ok", CAPTURE_GTIN, "B-7"), ("rejected", "not_in_bom", "5901234123457", None)]
+    (temp,) = t["tags"]
+    assert (temp["device"], temp["unit"], temp["limits"]) == ("press", "degC", {"low": None, "high": 80.0})
+    assert [e["tag"] for e in t["environment"]] == ["humidity"] and t["environment"][0]["device"] == "room"
+    assert [(a["state"], a["limit"]) for a in t["alarms"]] == [("raised", 80.0), ("cleared", 80.0)]
+    assert temp["out_of_limits"] and sum(p["count"] for p in temp["series"]) == temp["count"] == 120  # minutes count every record
+    c = t["completeness"]
+    # the context's records: started and ended events, 2 scans, 121 readings and 2 alarms, less what the policy discarded
+    assert c["readings"] == 2 + 2 + 121 + 2 - c["discarded"]
+    assert c["discarded"] > 0 and all(g["policy"] == "drop_oldest" and g["first_seq"] is not None for g in c["gaps"])
+    assert c["delivered"] + c["buffered"] + c["dead_lettered"] == c["readings"]
+    conn = ro(captured["path"])
+    for g in c["gaps"]:  # the gaps are exactly where records are missing
+        assert conn.execute("SELECT count(*) FROM log WHERE last >= ? AND seq <= ?", (g["first_seq"], g["last_seq"])).fetchone()[0] == 0
+    first, last = captured["acked"]
+    kept = conn.execute("SELECT coalesce(sum(min(last, ?) - seq + 1), 0) FROM log WHERE context_id = ? AND seq <= ?", (last, ctx["context_id"], last)).fetchone()[0]
+    assert c["delivered"] == kept
+
+
+async def test_material_and_operator_on_records_the_capture_path_wrote(captured):
+    conn = ro(captured["path"])
+    (used,) = trace.query(conn, "material", "B-7", gtin=CAPTURE_GTIN[1:])["consumed"]
+    assert (used["work_order"], used["lot"], used["status"], used["device"]) == ("WO-1", "LOT-A", "accepted", "scanner1")
+    (session,) = trace.query(conn, "operator", OP)["sessions"]
+    assert session["station"] == "st10" and session["logout_at"] is None  # logged in still: the order ended, the operator stayed
