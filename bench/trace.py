@@ -369,6 +369,8 @@ async def run(path: Path, args) -> None:
         "gateway": {"id": "gw-bench", "site": "plant1", "area": "assembly", "line": "line1", "stations": list(STATIONS)},
         "mqtt": {"host": "127.0.0.1", "port": broker.port},
         "buffer": {"path": str(path)},
+        # keep the month: retention must not prune during the measurement
+        "journal": {"telemetry_bytes": 64 * 2**30, **({"prune_interval": args.prune_interval} if args.prune_interval else {})},
         "control": {"socket": str(tmp / "control.sock")},
         "log": {"level": "info", "format": "json"},
         "devices": [{"kind": "modbus", "name": f"plc{i}", "station": STATIONS[i % 3], "host": "127.0.0.1", "port": port, "unit": 1,
@@ -442,6 +444,7 @@ def main() -> int:
     p.add_argument("--readings", type=int, default=10_000_000, help="raw telemetry readings (over the whole journal)")
     p.add_argument("--rate", type=int, default=2000, help="readings/s the gateway captures during the queries")
     p.add_argument("--queries", type=int, default=50, help="queries per kind")
+    p.add_argument("--prune-interval", type=float, help="journal.prune_interval of the gateway (default: the gateway's)")
     p.add_argument("--keep", type=Path, help="build into this folder and keep it; a journal already there is reused")
     args = p.parse_args()
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bench-journal-"))
@@ -451,7 +454,6 @@ def main() -> int:
         build(path, args.days, args.readings * args.days // 30 if args.days != 30 else args.readings)
     else:
         print(f"reusing {path} ({path.stat().st_size / 2**30:.2f} GiB)")
-    interim(path)
     direct(path, keys_of(path), min(args.queries, 10))
     asyncio.run(run(path, args))
     if args.keep is None:
@@ -459,23 +461,6 @@ def main() -> int:
             f.unlink()
         folder.rmdir()
     return 0
-
-
-def interim(path: Path) -> None:
-    """Until the capture log writes this file itself, the 0.1 outbox does: it shares the file (its own
-    tables beside the journal's) but keeps dead letters in its own layout, so the journal's table goes."""
-    try:
-        import gateway.capture.log  # noqa: F401
-    except ImportError:
-        from gateway.capture.outbox import SCHEMA as OUTBOX
-
-        conn = sqlite3.connect(path)
-        cols = [r[1] for r in conn.execute("PRAGMA table_info(dead_letter)")]
-        if "payload" not in cols:
-            print("interim: the gateway's 0.1 outbox captures into the journal file; its dead_letter table replaces the journal's")
-            conn.execute("DROP TABLE IF EXISTS dead_letter")
-            conn.executescript(OUTBOX)
-        conn.close()
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """`shopfloor-gateway trace lot|material|order|operator`: the journal's trace queries on the command line.
 
 With a running gateway the query goes through its control socket (the daemon reads its own file in a
-thread, so capture never waits for it); without one the file is opened read-only here. Exit 0: found;
+worker process, so capture never waits for it); without one the file is opened read-only here. Exit 0: found;
 1: nothing found (the message gives the time range the journal holds); 2: invalid arguments.
 """
 
@@ -13,9 +13,12 @@ import csv
 import functools
 import io
 import math
+import multiprocessing
 import sqlite3
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -173,18 +176,48 @@ def run(path: Path, kind: str, key: str, opts: dict[str, Any], limits: dict | No
     return {"ok": True, "trace": found, "journal": span}
 
 
+def encoded(path: Path, kind: str, key: str, opts: dict[str, Any], limits: dict | None) -> tuple[bytes | None, dict | None, str, str]:
+    """`run` in the worker process: (trace as JSON, journal span, error code, error); the trace
+    travels back encoded, so the daemon forwards it without building it again."""
+    try:
+        rsp = run(path, kind, key, opts, limits)
+    except NotJournal as exc:
+        return None, None, "no_journal", str(exc)
+    except sqlite3.Error as exc:
+        return None, None, "journal_error", f"reading the journal {path}: {exc}"
+    return orjson.dumps(rsp["trace"]), rsp["journal"], "", ""
+
+
+class Worker:
+    """One process for trace queries, started at the first: a query's Python work never holds the
+    daemon's interpreter, so capture and the scanners' beeps do not wait for a trace."""
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+
+    async def run(self, *args: Any) -> tuple[bytes | None, dict | None, str, str]:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, encoded, *args)
+        except BrokenProcessPool:
+            self._pool = None  # the next query starts a new one
+            return None, None, "worker_died", "the trace worker process died (out of memory?); try again"
+
+
+WORKER = Worker()
+
+
 async def handle(path: Path, req: dict[str, Any], limits: dict | None = None) -> dict[str, Any]:
-    """The daemon's `trace` request: checked, then run in a thread on a read-only connection of its own."""
+    """The daemon's `trace` request: checked, then run in the worker process on a read-only connection."""
     try:
         kind, key, opts = check_request(req)
     except Invalid as exc:
         return {"ok": False, "error": str(exc), "code": "invalid"}
-    try:
-        return await asyncio.to_thread(run, path, kind, key, opts, limits)
-    except NotJournal as exc:
-        return {"ok": False, "error": str(exc), "code": "no_journal"}
-    except sqlite3.Error as exc:
-        return {"ok": False, "error": f"reading the journal {path}: {exc}", "code": "journal_error"}
+    found, span, code, error = await WORKER.run(path, kind, key, opts, limits)
+    if code:
+        return {"ok": False, "error": error, "code": code}
+    return {"ok": True, "trace": orjson.Fragment(found), "journal": span}
 
 
 def config_limits(cfg) -> dict[tuple[str, str], dict[str, Any]]:

@@ -14,6 +14,7 @@ import os
 import sqlite3
 import string
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -211,7 +212,7 @@ def test_fuzz_control_requests_are_answered(fuzz_journal, kind, key, opts):
     rsp = asyncio.run(ops.handle(fuzz_journal, {"cmd": "trace", "kind": kind, "key": key, "opts": opts}))
     assert isinstance(rsp, dict) and isinstance(rsp["ok"], bool)
     assert rsp["ok"] or rsp["code"] == "invalid"
-    json.dumps(rsp)
+    orjson.loads(orjson.dumps(rsp))  # what the control socket sends
 
 
 @pytest.mark.parametrize("value", [10**400, -(10**400), float("nan"), float("inf"), True, "0"])
@@ -241,3 +242,15 @@ def test_configured_limits_fill_in_for_tags_without_alarms(tmp_path, journal):  
     assert [(p["from"][11:19], p["to"][11:19]) for p in tags["speed"]["out_of_limits"]] == [("14:19:00", "14:20:00")]  # 131..135 rpm
     # the alarm records' limit (what applied then) over the configured one; the configured low fills in
     assert tags["temp"]["limits"] == {"low": 10.0, "high": 80.0}
+
+
+async def test_a_dead_worker_costs_one_answer_not_the_daemon(fuzz_journal):
+    w = ops.Worker()
+    args = (fuzz_journal, "lot", "LOT-A", {}, None)
+    found, span, code, _ = await w.run(*args)
+    assert code == "" and orjson.loads(found)["contexts"][0]["lot"] == "LOT-A"
+    for proc in list(w._pool._processes.values()):
+        proc.kill()
+        proc.join()
+    assert (await w.run(*args))[2] == "worker_died"
+    assert (await w.run(*args))[2] == ""
