@@ -111,7 +111,7 @@ def query(conn: sqlite3.Connection, kind: str, key: str, **opts: Any) -> dict[st
         return material(j, span, key, opts.get("gtin"))
     if kind == "operator":
         return operator(j, span, key, opts.get("since"), opts.get("until"))
-    return backward(j, span, kind, key, opts.get("limits") or {})
+    return backward(j, span, kind, key, opts.get("limits") or {}, opts.get("series", True))
 
 
 # -- contexts -----------------------------------------------------------------------------------
@@ -149,7 +149,7 @@ def public(ctx: dict[str, Any]) -> dict[str, Any]:
 # -- backward: lot and order --------------------------------------------------------------------
 
 
-def backward(j: Journal, span: dict[str, float], kind: str, key: str, config_limits: dict) -> dict[str, Any] | None:
+def backward(j: Journal, span: dict[str, float], kind: str, key: str, config_limits: dict, with_series: bool = True) -> dict[str, Any] | None:
     ctxs = contexts_of(j, kind, key)
     if not ctxs:
         return None
@@ -181,7 +181,7 @@ def backward(j: Journal, span: dict[str, float], kind: str, key: str, config_lim
         out["alarms"] += [alarm_row(a) for a in alarms]
         ctx["_alarms"] = alarms
     _fill_kinds(j, kinds, ctxs)
-    tags = tag_rows(j, ctxs, config_limits)
+    tags = tag_rows(j, ctxs, config_limits, with_series)
     for t in tags:
         (out["environment"] if kinds.get((t["station"], t["device"]), "") in ENV_KINDS else out["tags"]).append(t)
     out["materials"].sort(key=lambda m: m["seq"])
@@ -256,7 +256,8 @@ FROM minutes WHERE context_id = ? GROUP BY device, tag
 """
 
 
-def tag_rows(j: Journal, ctxs: list[dict[str, Any]], config_limits: dict) -> list[dict[str, Any]]:
+def tag_rows(j: Journal, ctxs: list[dict[str, Any]], config_limits: dict, with_series: bool = True) -> list[dict[str, Any]]:
+    """Per tag: totals, limits, periods out of them and (`with_series`) one point per minute."""
     per: dict[tuple[str, str, str], list] = {}
     windows: list[tuple[float, float]] = []
     for ctx in ctxs:
@@ -273,16 +274,18 @@ def tag_rows(j: Journal, ctxs: list[dict[str, Any]], config_limits: dict) -> lis
     for k in sorted(per):
         station, device, tag = k
         unit, count, numeric, lo, hi, total, rows, several = per[k]
-        points = series(_merged(rows) if several else rows, minutes)
+        rows = _merged(rows) if several else rows
         tag_alarms = [a for a in alarms if a.get("device") == device and a.get("tag") == tag and a.get("station", station) == station]
         limits = limits_of(tag_alarms, config_limits.get((device, tag)))
-        out.append({
+        row = {
             "station": station, "device": device, "tag": tag, "unit": unit, "count": count, "min": lo, "max": hi,
             "mean": total / numeric if numeric and total is not None else None,
             "limits": limits,
-            "out_of_limits": out_of_limits(points, limits, tag_alarms, windows),
-            "series": points,
-        })
+            "out_of_limits": out_of_limits(rows, limits, tag_alarms, windows),
+        }
+        if with_series:
+            row["series"] = series(rows, minutes)
+        out.append(row)
     return out
 
 
@@ -348,14 +351,15 @@ def limits_of(alarms: list[dict[str, Any]], configured: dict | None) -> dict[str
     return {"low": low, "high": high}
 
 
-def out_of_limits(points: list[dict[str, Any]], limits: dict | None, alarms: list[dict[str, Any]], windows: list[tuple[float, float]]) -> list[dict[str, float]]:
-    """Periods outside the limits: minutes whose extremes crossed them, and raised..cleared alarm pairs."""
+def out_of_limits(rows: list[list], limits: dict | None, alarms: list[dict[str, Any]], windows: list[tuple[float, float]]) -> list[dict[str, float]]:
+    """Periods outside the limits: minutes whose extremes crossed them (rows: [minute, count, min,
+    max, mean, numeric]), and raised..cleared alarm pairs."""
     periods: list[tuple[float, float]] = []
     if limits:
         lo, hi = limits["low"], limits["high"]
-        for p in points:
-            if (hi is not None and p["max"] is not None and p["max"] > hi) or (lo is not None and p["min"] is not None and p["min"] < lo):
-                periods.append((p["t"], p["t"] + 60.0))
+        for r in rows:
+            if (hi is not None and r[3] is not None and r[3] > hi) or (lo is not None and r[2] is not None and r[2] < lo):
+                periods.append((r[0] * 60.0, r[0] * 60.0 + 60.0))
     raised: dict[str, float] = {}
     for a in sorted(alarms, key=lambda a: a["seq"]):
         name, at = str(a.get("alarm")), when(a)

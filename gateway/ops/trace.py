@@ -90,6 +90,8 @@ def request_of(args) -> dict[str, Any]:
         opts["until"] = parse_time("--to", args.until)
         if opts["since"] is not None and opts["until"] is not None and opts["until"] < opts["since"]:
             raise Invalid("--to is before --from")
+    if kind in ("lot", "order") and not args.json:
+        opts["series"] = False  # the table and the CSV show each tag's summary, not its minutes
     return {"cmd": "trace", "kind": kind, "key": key, "opts": {k: v for k, v in opts.items() if v is not None}}
 
 
@@ -136,8 +138,10 @@ def check_request(req: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
         raise Invalid(f"kind must be one of {', '.join(trace.KINDS)}")
     if (why := ids.problem(key)) is not None:
         raise Invalid(f"key {why}")
-    if not isinstance(opts, dict) or not set(opts) <= {"gtin", "since", "until"}:
-        raise Invalid("opts may hold gtin, since and until")
+    if not isinstance(opts, dict) or not set(opts) <= {"gtin", "since", "until", "series"}:
+        raise Invalid("opts may hold gtin, since, until and series")
+    if not isinstance(opts.get("series", True), bool):
+        raise Invalid("series must be true or false")
     gtin = opts.get("gtin")
     if gtin is not None and not (isinstance(gtin, str) and gtin.isascii() and gtin.isdigit() and len(gtin) in GTIN_LENGTHS):
         raise Invalid("gtin must be 8, 12, 13 or 14 digits")
@@ -169,7 +173,11 @@ def run(path: Path, kind: str, key: str, opts: dict[str, Any], limits: dict | No
     """The answer of the control request, computed on the file: {"ok", "trace", "journal"}."""
     conn = open_ro(path)
     try:
-        found = trace.query(conn, kind, key, **opts, **({"limits": limits} if limits and kind in ("lot", "order") else {}))
+        if kind not in ("lot", "order"):
+            opts = {k: v for k, v in opts.items() if k != "series"}
+        elif limits:
+            opts = {**opts, "limits": limits}
+        found = trace.query(conn, kind, key, **opts)
         span = found["journal"] if found else trace.Journal(conn).span()
     finally:
         conn.close()
@@ -315,17 +323,20 @@ def utc(t: float) -> str:
 
 
 def iso_times(found: dict[str, Any]) -> dict[str, Any]:
-    """The trace with its times as ISO-8601 UTC text; the many points of tag series converted in place."""
+    """The trace with its times as ISO-8601 UTC text (the many points of tag series converted in place)."""
     out = {k: v for k, v in found.items() if k not in ("tags", "environment")}
     out = _iso(out)
     for section in ("tags", "environment"):
         if section in found:
-            out[section] = [{**_iso({k: v for k, v in t.items() if k != "series"}), "series": _series(t["series"])} for t in found[section]]
+            out[section] = [{**_iso({k: v for k, v in t.items() if k != "series"}), **({"series": _series(t["series"])} if "series" in t else {})}
+                            for t in found[section]]
     return out
 
 
 def _series(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{**p, "t": utc(p["t"])} for p in points]
+    for p in points:  # in place: thousands of points, and the answer is not used after
+        p["t"] = utc(p["t"])
+    return points
 
 
 def _iso(obj: Any, key: str | None = None) -> Any:

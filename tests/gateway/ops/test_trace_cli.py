@@ -207,7 +207,7 @@ REQ_VALUES = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(
 
 @FUZZ
 @given(kind=st.one_of(st.sampled_from(list(ops.trace.KINDS)), REQ_VALUES), key=st.one_of(st.sampled_from(["LOT-A", OP, "WO-1"]), REQ_VALUES),
-       opts=st.one_of(REQ_VALUES, st.dictionaries(st.sampled_from(["gtin", "since", "until", "limits"]), REQ_VALUES, max_size=3)))
+       opts=st.one_of(REQ_VALUES, st.dictionaries(st.sampled_from(["gtin", "since", "until", "series", "limits"]), REQ_VALUES, max_size=3)))
 def test_fuzz_control_requests_are_answered(fuzz_journal, kind, key, opts):
     rsp = asyncio.run(ops.handle(fuzz_journal, {"cmd": "trace", "kind": kind, "key": key, "opts": opts}))
     assert isinstance(rsp, dict) and isinstance(rsp["ok"], bool)
