@@ -14,8 +14,12 @@
    simulator (own process) at `--rate` readings/s and publishing to a private mosquitto.
 3. Measure: `--queries` queries per kind (lot, order, material batch, operator over one day), random
    keys, each the way `shopfloor-gateway trace … --json` runs it minus interpreter start: the request on
-   the control socket, the daemon's query on its read-only connection, the answer rendered. Printed:
-   p50/p95/max per kind, answer sizes, and the capture rate meanwhile (from `status`).
+   the control socket, the daemon's worker querying its read-only connection, the answer rendered;
+   `lot table` as `trace lot LOT` on a terminal (no series). Printed: p50/p95/max per kind, answer
+   sizes, and the capture rate meanwhile (from `status`).
+
+The gateway's journal retention scans every kept record at each step while none is old enough
+(about a second a step on this journal), so `--prune-interval 60` shows the queries without it.
 """
 
 from __future__ import annotations
@@ -326,12 +330,14 @@ def keys_of(path: Path) -> dict[str, list]:
 
 async def measure(cfg, keys: dict[str, list], n: int, seed: int = 11) -> dict[str, list[tuple[float, int]]]:
     rnd = random.Random(seed)
-    out: dict[str, list[tuple[float, int]]] = {"lot": [], "order": [], "material": [], "operator": []}
+    out: dict[str, list[tuple[float, int]]] = {"lot": [], "order": [], "material": [], "operator": [], "lot table": []}
     lo, hi = keys["range"]
     for _ in range(n):
         for kind in out:
             if kind == "lot":
                 req = {"kind": "lot", "key": rnd.choice(keys["lots"]), "opts": {}}
+            elif kind == "lot table":  # `trace lot LOT` on a terminal: no series asked
+                req = {"kind": "lot", "key": rnd.choice(keys["lots"]), "opts": {"series": False}}
             elif kind == "order":
                 req = {"kind": "order", "key": rnd.choice(keys["orders"]), "opts": {}}
             elif kind == "material":
@@ -343,7 +349,7 @@ async def measure(cfg, keys: dict[str, list], n: int, seed: int = 11) -> dict[st
             rsp = await cli.ask(cfg, {"cmd": "trace", **req}, 30.0, limit=ops.REPLY_LIMIT)
             if not rsp or not rsp.get("ok"):
                 raise RuntimeError(f"trace {req}: {rsp}")
-            text = ops.as_json(rsp["trace"]) if rsp["trace"] else ""
+            text = "" if not rsp["trace"] else ops.render(rsp["trace"]) if kind == "lot table" else ops.as_json(rsp["trace"])
             out[kind].append((time.perf_counter() - t, len(text)))
     return out
 
@@ -354,7 +360,7 @@ def report(title: str, res: dict[str, list[tuple[float, int]]]) -> None:
         ts = sorted(x[0] * 1000 for x in xs)
         q = lambda p: ts[min(len(ts) - 1, int(p * len(ts)))]  # noqa: E731
         size = sorted(x[1] for x in xs)[len(xs) // 2]
-        print(f"  {kind:<9} n={len(ts):4d}  p50 {q(0.5):7.1f} ms  p95 {q(0.95):7.1f} ms  max {ts[-1]:7.1f} ms   answer ~{size / 1024:,.0f} KiB")
+        print(f"  {kind:<10} n={len(ts):4d}  p50 {q(0.5):7.1f} ms  p95 {q(0.95):7.1f} ms  max {ts[-1]:7.1f} ms   answer ~{size / 1024:,.0f} KiB")
 
 
 async def run(path: Path, args) -> None:
