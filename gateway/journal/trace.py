@@ -470,8 +470,6 @@ def material(j: Journal, span: dict[str, float], batch: str, gtin: str | None) -
         rec = j.record(s)
         if rec is None or rec.get("type") not in ("scan", "rfid"):
             continue
-        if gtin and str(rec.get("gtin")) not in gtin_forms(gtin) + [gtin.zfill(14)]:
-            continue
         consumed.append({
             "seq": s, "at": when(rec), "station": rec.get("station"), "device": rec.get("device"), "context_id": rec.get("context_id"),
             "work_order": rec.get("work_order"), "operation": rec.get("operation"), "lot": rec.get("lot"),

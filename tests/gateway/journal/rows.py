@@ -1,6 +1,6 @@
 """Journal files written row by row in the capture log's format (gateway.journal.schema), the way the
 log lays them out: chunks of one device and type, keys of protected records, contexts from context
-events, minute aggregates of telemetry. For trace tests and the trace benchmark."""
+events, minute aggregates of telemetry. For trace tests that need exact times, holes and dead letters."""
 
 from __future__ import annotations
 
