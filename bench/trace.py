@@ -79,7 +79,7 @@ class Build:
         self.readings = 0
         self.log: list[tuple] = []
         self.keys: list[tuple] = []
-        self.minutes: list[tuple] = []
+        self.own: list[tuple] = []  # (station, minute, context_id, hot) of the day
         self.contexts: list[tuple] = []
         self.dead: list[tuple] = []
         self.spans: list[tuple] = []
@@ -97,16 +97,17 @@ class Build:
 
     def flush(self) -> None:
         c = self.conn
-        self.minutes.sort(key=lambda r: (r[3], r[1], r[2], r[4]))  # in primary-key order
         self.keys.sort()
         c.execute("BEGIN")
         c.executemany("INSERT INTO log VALUES(?,?,?,?,?,?,?,?,?,?,?,?)", self.log)
         c.executemany("INSERT OR IGNORE INTO keys VALUES(?,?,?,?,?)", self.keys)
-        c.executemany("INSERT INTO minutes VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)", self.minutes)
+        c.executemany("INSERT INTO own VALUES(?,?,?,?)", self.own)
+        c.execute(MINUTES, (self.seq, self.seq))
+        c.execute("DELETE FROM own")
         c.executemany("INSERT INTO contexts VALUES(?,?,?,?,?,?,?,?,?)", self.contexts)
         c.executemany("INSERT INTO dead_letter VALUES(?,?,?,?,?,?,?)", self.dead)
         c.execute("COMMIT")
-        for rows in (self.log, self.keys, self.minutes, self.contexts, self.dead):
+        for rows in (self.log, self.keys, self.own, self.contexts, self.dead):
             rows.clear()
 
     def day(self, t0: float) -> None:
@@ -260,24 +261,28 @@ class Build:
         self.conn.execute("INSERT INTO discards(first_seq, last_seq, count, policy, at) VALUES(?,?,?,?,?)", (first, self.seq - 1, 500, "drop_oldest", t0 + 43200))
 
     def aggregate(self, t0: float) -> None:
-        """Minute rows for every tag and minute of the day: in a context where one ran, else unassigned."""
+        """Which context owns each minute of the day per station ('' unassigned): the minute rows
+        themselves are made by SQLite (MINUTES), every tag for every minute."""
         m0 = int(t0 // 60)
         spans = self.spans
         self.spans = []
         for station in STATIONS:
-            owner = [("", None)] * 1440
+            owner = [("", 0)] * 1440
             for s, a, b, cid, hot in spans:
                 if s == station:
                     for m in range(max(a, m0), min(b, m0 + 1439) + 1):
-                        owner[m - m0] = (cid, hot)
-            seq = self.seq
-            for tag in range(TAGS):
-                device = f"env-{station}" if tag >= TAGS - ENV_TAGS else f"plc-{station}"
-                name = f"tag{tag:03d}"
-                for i, (cid, hot) in enumerate(owner):
-                    m = m0 + i
-                    hi = 85.0 if tag == 0 and hot and hot[0] <= m < hot[1] else 62.0 + (m + tag) % 10
-                    self.minutes.append((station, device, name, cid, m, 60, 60, hi - 4.0, hi, (hi - 2.0) * 60, 0, "degC", seq, seq))
+                        owner[m - m0] = (cid, int(bool(hot) and hot[0] <= m < hot[1]))
+            self.own.extend((station, m0 + i, cid, hot) for i, (cid, hot) in enumerate(owner))
+
+
+# tag000 is over its limit in the minutes of a hot spell; other values wander below it
+MINUTES = f"""
+INSERT INTO minutes
+SELECT station, CASE WHEN i >= {TAGS - ENV_TAGS} THEN 'env-' ELSE 'plc-' END || station, printf('tag%03d', i), cid, minute,
+       60, 60, h - 4.0, h, (h - 2.0) * 60, 0, 'degC', ?, ?
+FROM (SELECT o.*, t.i, CASE WHEN t.i = 0 AND o.hot THEN 85.0 ELSE 62.0 + (o.minute + t.i) % 10 END AS h FROM own o, tags t)
+ORDER BY 4, 2, 3, 5
+"""
 
 
 def create(path: Path) -> sqlite3.Connection:
@@ -288,6 +293,9 @@ def create(path: Path) -> sqlite3.Connection:
     tables = [s for s in SCHEMA.split(";") if s.strip() and "CREATE INDEX" not in s]
     conn.executescript(";".join(tables) + ";")
     conn.execute(f"PRAGMA user_version={FORMAT}")
+    conn.execute("CREATE TEMP TABLE own(station TEXT, minute INTEGER, cid TEXT, hot INTEGER)")
+    conn.execute("CREATE TEMP TABLE tags(i INTEGER PRIMARY KEY)")
+    conn.executemany("INSERT INTO tags VALUES(?)", [(i,) for i in range(TAGS)])
     return conn
 
 

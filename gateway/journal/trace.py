@@ -13,9 +13,11 @@ of other stations, since seqs interleave: a gap is reported when in doubt, never
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import sqlite3
+import typing
 from bisect import bisect_right
 from collections.abc import Iterator
 from datetime import datetime
@@ -23,10 +25,11 @@ from typing import Any
 
 import orjson
 
+from gateway.registry import DeviceConfig
+
 KINDS = ("lot", "material", "order", "operator")
 # Scans that change the station context rather than consume material.
 CONTEXT_SCANS = frozenset({"work_order", "badge", "command", "lot"})
-ENV_KINDS = frozenset({"env_sensor"})
 HIGH, LOW = ("high", "high_high"), ("low", "low_low")  # alarm names giving a tag's limits, preferred first
 WALK = 256  # context events read per step when walking a station's history
 
@@ -183,11 +186,18 @@ def backward(j: Journal, span: dict[str, float], kind: str, key: str, config_lim
     _fill_kinds(j, kinds, ctxs)
     tags = tag_rows(j, ctxs, config_limits, with_series)
     for t in tags:
-        (out["environment"] if kinds.get((t["station"], t["device"]), "") in ENV_KINDS else out["tags"]).append(t)
+        (out["environment"] if kinds.get((t["station"], t["device"]), "") in environmental() else out["tags"]).append(t)
     out["materials"].sort(key=lambda m: m["seq"])
     out["alarms"].sort(key=lambda a: a["seq"])
     out["completeness"] = completeness(j, ranges, ctxs)
     return out
+
+
+@functools.cache
+def environmental() -> frozenset[str]:
+    """Device kinds whose readings are the station's environment, as their config classes declare."""
+    union = typing.get_args(DeviceConfig)[0]
+    return frozenset(typing.get_args(c.model_fields["kind"].annotation)[0] for c in typing.get_args(union) if c.environment)
 
 
 def _fill_kinds(j: Journal, kinds: dict[tuple[str, str], str], ctxs: list[dict[str, Any]]) -> None:
