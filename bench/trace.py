@@ -281,7 +281,7 @@ INSERT INTO minutes
 SELECT station, CASE WHEN i >= {TAGS - ENV_TAGS} THEN 'env-' ELSE 'plc-' END || station, printf('tag%03d', i), cid, minute,
        60, 60, h - 4.0, h, (h - 2.0) * 60, 0, 'degC', ?, ?
 FROM (SELECT o.*, t.i, CASE WHEN t.i = 0 AND o.hot THEN 85.0 ELSE 62.0 + (o.minute + t.i) % 10 END AS h FROM own o, tags t)
-ORDER BY 4, 2, 3, 5
+ORDER BY 4, 2, 3, 5  -- the primary key's order: the rows go in at the end of the tree
 """
 
 
