@@ -25,9 +25,9 @@ class DeviceBase(Strict):
     gateway/registry.py holds the classes, nothing else does): `extra`, the optional dependency set
     that `build()` needs (named when it is missing); `scan_rules`, whether its readings go through the
     station's scan rules (scanners, RFID readers); `environment`, whether its readings describe the
-    station's surroundings (a trace shows them apart from the process's tags). The driver object itself may expose `counters`
-    (a dict of its own event counts, kept by the supervisor across reconnects) and `periods` (achieved
-    poll periods per poll group).
+    station's surroundings (a trace shows them apart from the process's tags). The driver object
+    itself may expose `counters` (a dict of its own event counts, kept by the supervisor across
+    reconnects) and `periods` (achieved poll periods per poll group).
     """
 
     extra: ClassVar[str | None] = None
