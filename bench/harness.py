@@ -111,15 +111,17 @@ async def _wait_status(sock: Path, proc: subprocess.Popen, timeout: float = 20.0
             await asyncio.sleep(0.1)
 
 
-async def pipeline(devices: list[dict[str, Any]], seconds: float, mqtt: dict[str, Any] | None = None) -> Result:
-    """Run the real gateway on `devices` for `seconds` (after a warm-up) and measure it."""
+async def pipeline(devices: list[dict[str, Any]], seconds: float, mqtt: dict[str, Any] | None = None, sinks: list[dict[str, Any]] = ()) -> Result:
+    """Run the real gateway on `devices` for `seconds` (after a warm-up) and measure it; `sinks`:
+    further northbound sinks on the same broker, after the JSON one."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         tmp = Path(tmp)
         broker = Broker(tmp / "broker")
         broker.start()
         cfg = {
             "gateway": {"id": "gw-bench", "site": "plant1", "area": "assembly", "line": "line1", "stations": ["st10"]},
-            "mqtt": {"host": "127.0.0.1", "port": broker.port, **(mqtt or {})},
+            "northbound": [{"kind": "mqtt", "host": "127.0.0.1", "port": broker.port, **(mqtt or {})},
+                           *({"host": "127.0.0.1", "port": broker.port, **s} for s in sinks)],
             "buffer": {"path": str(tmp / "buffer.db")},
             "log": {"level": "info", "format": "json"},
             "devices": devices,
@@ -129,8 +131,9 @@ async def pipeline(devices: list[dict[str, Any]], seconds: float, mqtt: dict[str
         sock = tmp / "control.sock"
         log = open(tmp / "gateway.log", "wb")
         # BENCH_PROFILE=<file>: run the gateway under cProfile (slower; for where the time goes, not for figures).
-        profile = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"]] if os.environ.get("BENCH_PROFILE") else []
-        gw = subprocess.Popen([sys.executable, *profile, "-m", "gateway", "run", "-c", str(path)], cwd=ROOT, stdout=log, stderr=log)
+        prof = os.environ.get("BENCH_PROFILE")
+        argv = ["bench/profiled.py", prof] if prof else ["-m", "gateway"]
+        gw = subprocess.Popen([sys.executable, *argv, "run", "-c", str(path)], cwd=ROOT, stdout=log, stderr=log)
         try:
             ps = psutil.Process(gw.pid)
             await _wait_status(sock, gw)

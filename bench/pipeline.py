@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -53,7 +54,7 @@ class Consumer:
 
 
 class Gateway:
-    def __init__(self, folder: Path, broker_port: int, rate: float, max_pack: int = 100):
+    def __init__(self, folder: Path, broker_port: int, rate: float, max_pack: int = 100, journal: dict | None = None):
         self.folder = folder
         self.cfg_path = folder / "gateway.yaml"
         self.socket = folder / "control.sock"
@@ -62,6 +63,7 @@ class Gateway:
             "mqtt": {"host": "127.0.0.1", "port": broker_port, "max_pack": max_pack, "max_inflight": 64},
             "buffer": {"path": str(folder / "buffer.db")},
             "log": {"format": "json"},
+            "journal": journal or {},
             "devices": [{"kind": "synthetic", "name": "load", "rate": rate, "tags": 50}] if rate else [],
         }
         self.cfg_path.write_text(yaml.safe_dump(doc))
@@ -131,9 +133,9 @@ def phase_rate(tmp: Path, broker: Broker, rate: float, seconds: float, warmup: f
     }
 
 
-def prefill(db_path: Path, rows: int) -> None:
+def prefill(db_path: Path, rows: int, poll: int = 50) -> None:
     """Write a backlog exactly as the gateway would have: through the real pipeline and capture log,
-    in polls of 50 readings (one row each), with no sink connected."""
+    in polls of `poll` readings (one row each), with no sink connected."""
     from gateway import config
     from gateway.capture.log import Log
     from gateway.capture.pipeline import Pipeline
@@ -145,10 +147,10 @@ def prefill(db_path: Path, rows: int) -> None:
         async with Log(cfg.buffer, [s.name for s in cfg.northbound], cfg.journal) as box:
             p = Pipeline(cfg, box)
             origin = p.origins["load"]
-            for i in range(0, rows, 50):
+            for i in range(0, rows, poll):
                 now = time.time()
-                p.submit_many(origin, [Reading(f"tag{j}", 50.0 + (i + j) % 100, now) for j in range(min(50, rows - i))])
-                if i % 20_000 == 0:
+                p.submit_many(origin, [Reading(f"tag{j}", 50.0 + (i + j) % 100, now) for j in range(min(poll, rows - i))])
+                if i % 20_000 < poll:
                     await box.flush()
 
     asyncio.run(fill())
@@ -176,6 +178,23 @@ def phase_drain(tmp: Path, broker: Broker, rows: int, rate: float) -> dict:
         gw.stop()
     published = st["counters"]["published"] - s0["counters"]["published"]
     return {"rows": rows, "seconds": wall, "rows_per_s": published / wall, "new_read": st["counters"]["read"], "cpu_pct": 100 * cpu / wall, "rss_mb": gw.peak_rss / 2**20}
+
+
+def phase_pruning(tmp: Path, broker: Broker, rows: int, rate: float, seconds: float) -> dict:
+    """Latency at `rate` while the journal prunes: `rows` of delivered telemetry over a 1 MiB budget."""
+    folder = Path(tempfile.mkdtemp(dir=tmp))
+    prefill(folder / "buffer.db", rows, poll=5)  # many small rows: pruning has work for the whole window
+    with sqlite3.connect(folder / "buffer.db") as db:  # as if every sink had it: journal, not backlog
+        db.execute("UPDATE cursors SET seq = (SELECT max(last) FROM log)")
+    gw = Gateway(folder, broker.port, rate, journal={"telemetry_bytes": 1 << 20})
+    gw.start()
+    try:
+        time.sleep(1.0)
+        s0, s1, wall, cpu = sample(gw, seconds)
+    finally:
+        gw.stop()
+    pruned = s1["counters"]["journal_pruned"] - s0["counters"]["journal_pruned"]
+    return {"latency": s1["broker"].get("latency_ms"), "pruned_per_s": pruned / wall, "cpu_pct": 100 * cpu / wall}
 
 
 def phase_resume(tmp: Path, broker: Broker, rate: float, outage: float) -> dict:
@@ -245,6 +264,12 @@ def main() -> int:
             print(
                 f"backlog of {backlog:,} rows with capture going on at 1,000/s: drained in {r['seconds']:.1f} s = "
                 f"{r['rows_per_s']:,.0f} rows/s; CPU {r['cpu_pct']:.0f} %, peak RSS {r['rss_mb']:.1f} MB"
+            )
+            r = phase_pruning(tmp, broker, backlog, 1000, seconds)
+            lat = r["latency"] or {}
+            print(
+                f"latency at 1,000 readings/s while the journal prunes {r['pruned_per_s']:,.0f} records/s: ingest->PUBACK "
+                f"p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms, max {lat.get('max')} ms; CPU {r['cpu_pct']:.1f} %"
             )
             time.sleep(1)
             print(f"consumer received {consumer.records:,} records in all")

@@ -21,7 +21,7 @@ from gateway.device import NAME, RESERVED_NAMES, Strict
 from gateway.errors import ConfigError
 from gateway.registry import DeviceConfig
 from gateway.northbound.registry import JsonSinkConfig, SinkConfig
-from gateway.northbound.settings import MqttConfig, TlsConfig, secret
+from gateway.northbound.settings import MqttConfig, TlsConfig, secret  # noqa: F401 - TlsConfig: part of the configuration model
 from gateway.station.scan.config import ScanSettings
 
 TOPIC_LEVEL = r"^[^/#+\s]{1,64}$"

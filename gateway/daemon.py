@@ -22,12 +22,13 @@ from gateway.capture.log import Log
 from gateway.capture.pipeline import Pipeline
 from gateway.capture.supervisor import Health, supervise
 from gateway.config import Config
-from gateway.errors import BufferError, ConfigError, DriverFatal
-from gateway.northbound.mqtt import JsonSink, tls_context
+from gateway.errors import BufferError, ConfigError
+from gateway.northbound.mqtt import JsonSink
 from gateway.northbound.registry import JsonSinkConfig
 from gateway.ops import control, logs, trace
 from gateway.ops import reload as reload_mod
 from gateway.ops.notify import notify, watchdog_interval
+from gateway.ops.preflight import missing_parts, preflight
 from gateway.ops.version import VERSION
 from gateway.station import commands
 from gateway.station.context import Change, ContextRefused
@@ -192,55 +193,6 @@ def _commands(cfg: Config, apply, key: bytes | None) -> commands.Commands:
     return commands.Commands(base, g.id, [s.name for s in g.stations], apply, guard, c.enabled and (guard is not None or not signed))
 
 
-def preflight(cfg: Config) -> None:
-    """Fail at start, with exit 78, on settings that would only fail later (secrets, TLS files)."""
-    problems = []
-    for i, sink in enumerate(cfg.northbound):
-        where = "mqtt" if len(cfg.northbound) == 1 and cfg.mqtt is sink else f"northbound[{i}]"
-        try:
-            sink.password()
-        except OSError as exc:
-            problems.append(f"{where}.password: cannot read the password: {exc}")
-        if sink.tls:
-            try:
-                tls_context(sink)
-            except (OSError, ValueError) as exc:
-                problems.append(f"{where}.tls: {exc}")
-    try:
-        cfg.commands.key()
-    except OSError as exc:
-        problems.append(f"commands: cannot read the signing key: {exc}")
-    except ConfigError as exc:
-        problems += exc.problems
-    if cfg.http is not None:
-        try:
-            cfg.http.token()
-        except OSError as exc:
-            problems.append(f"http: cannot read the token: {exc}")
-    problems += missing_parts(cfg)
-    if problems:
-        raise ConfigError(problems)
-
-
-def missing_parts(cfg: Config) -> list[str]:
-    """Build every enabled device once (constructors open nothing) so that a missing optional
-    dependency stops the start with a clear message instead of failing a device later."""
-    problems = []
-    for i, d in enumerate(cfg.devices):
-        if not d.enabled:
-            continue
-        try:
-            d.build()
-            if d.scan_rules:
-                import gateway.station.scan.rules  # noqa: F401 - the station's scan rules need biip
-        except ImportError as exc:
-            extra = d.extra or "all"
-            problems.append(f"devices[{i}] ({d.name}): kind {d.kind} needs {exc.name or exc}: pip install 'shopfloor-gateway[{extra}]'")
-        except (ConfigError, DriverFatal) as exc:
-            problems.append(f"devices[{i}] ({d.name}): {exc}")
-    return problems
-
-
 # Exit statuses of `run` (sysexits.h): what systemd and a technician read from a stop.
 EX_OK = 0
 EX_SOFTWARE = 70  # the stop overran its bound: something would not end
@@ -386,10 +338,14 @@ async def halt(tasks: list[asyncio.Task], seconds: float) -> set[asyncio.Task]:
 
 
 async def _sample(gw: Gateway) -> None:
-    """Once a second, what each device has read so far: the rates in `status`."""
+    """Once a second, what each device has read so far: the rates in `status`; and each device's
+    state to the sinks that follow it (Sparkplug's DDEATH/DBIRTH)."""
+    follow = [s.device_state for s in gw.sinks if hasattr(s, "device_state")]
     async for now in every(1.0):
         for h in list(gw.health.values()):
             h.sample(now)
+            for tell in follow:
+                tell(h.device, h.state)
 
 
 async def _on_hup(gw: Gateway, hup: asyncio.Event) -> None:

@@ -60,7 +60,7 @@ import orjson
 import structlog
 
 from gateway.capture.feed import Reader
-from gateway.capture.files import BufferLocked, create_private, make_dirs, take_lock
+from gateway.capture.files import create_private, make_dirs, take_lock
 from gateway.config import BufferConfig, JournalConfig
 from gateway.errors import BufferError
 from gateway.journal import retention
@@ -431,9 +431,9 @@ class Log:
         conn = db._conn
         try:
             result = stage(conn, plan)
-            moved = [(n, r.cursor) for n, r in self.readers.items() if r.cursor != r.saved]
-            if moved:
-                conn.executemany("INSERT OR REPLACE INTO cursors(sink, seq) VALUES (?, ?)", moved)
+            plan.cursors = [(n, r.cursor) for n, r in self.readers.items() if r.cursor != r.saved]
+            if plan.cursors:
+                conn.executemany("INSERT OR REPLACE INTO cursors(sink, seq) VALUES (?, ?)", plan.cursors)
             _set(conn, "state", {
                 "counters": plan.counters, "next_seq": plan.next, "sink_state": {n: r.state for n, r in self.readers.items()},
                 "aggregated": plan.mark if plan.mark is not None else self._minutes.watermark,
@@ -455,8 +455,11 @@ class Log:
         st.journal_bytes += sum(c.size for c in plan.inserted) - sum(g[1] for g in plan.gone)
         st.telemetry_bytes += sum(c.size for c in plan.inserted if not c.protected) - plan.gone_telemetry
         self._next = plan.next
-        for r in self.readers.values():
-            r.saved = r.cursor
+        for name, cursor in plan.cursors:  # as written: acks during the COMMIT wait for the next one
+            self.readers[name].saved = cursor
+        if any(r.cursor != r.saved for r in self.readers.values()):
+            self._dirty_state = True
+            self._work.set()
         for first, last, size, device, type_ in plan.discards:
             for r in self.readers.values():
                 r.discarded(first, last, size)
@@ -701,6 +704,7 @@ class _Plan:
         self.backlog_rows, self.backlog_bytes = st.rows, st.bytes
         self.d_rows, self.d_bytes = st.dead_rows, st.dead_bytes
         self.inserted: list[Row] = []
+        self.cursors: list[tuple[str, int]] = []  # (sink, cursor) written in this transaction
         self.gone: list[tuple[int, int]] = []  # (records, bytes) of rows deleted (requeue/purge never delete log rows)
         self.gone_telemetry = 0
         self.discards: list[tuple[int, int, int, str, str]] = []  # (first, last, bytes, device, type)

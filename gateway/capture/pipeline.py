@@ -28,7 +28,7 @@ from gateway.capture.record import OPTS, SCHEMA, Origin, context_event, context_
 from gateway.config import Config
 from gateway.errors import Traced, describe
 from gateway.journal.keys import interval, keys
-from gateway.model import ALARM, CONTEXT, PROTECTED, RFID, SCAN, TELEMETRY, Reading
+from gateway.model import ALARM, PROTECTED, RFID, SCAN, TELEMETRY, Reading
 from gateway.station.context import Change, Context, ContextRefused, Event, apply
 
 log = structlog.get_logger("gateway.capture.pipeline")

@@ -19,9 +19,10 @@ class Histogram:
         self.counts = [0] * (len(self.bounds) + 1)
         self.sum = 0.0
 
-    def observe(self, value: float) -> None:
-        self.counts[bisect_left(self.bounds, value)] += 1
-        self.sum += value
+    def observe(self, value: float, n: int = 1) -> None:
+        """`n` observations of `value` (the records of one chunk share their ingest time)."""
+        self.counts[bisect_left(self.bounds, value)] += n
+        self.sum += value * n
 
     def buckets(self) -> list[tuple[str, int]]:
         out, total = [], 0

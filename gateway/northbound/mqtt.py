@@ -87,21 +87,27 @@ class PahoHooks:
         self.paho.on_disconnect = self._on_disconnect
         self.paho.on_log = self._on_log
 
-    async def publish(self, topic: str, payload: bytes) -> ReasonCode:
-        """Publish at QoS 1 and return the broker's PUBACK reason code (always success in MQTT 3.1.1)."""
+    def send(self, topic: str, payload: bytes) -> tuple[int, asyncio.Future]:
+        """Hand a QoS 1 message to the connection now (so messages keep the order of the calls);
+        the future resolves with its PUBACK reason code."""
         info = self.paho.publish(topic, payload, qos=1)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
         # The PUBACK is read by a socket callback on this same event loop, so it cannot have arrived
         # before the future is in place.
         fut = self.acks[info.mid] = self.loop.create_future()
+        return info.mid, fut
+
+    async def publish(self, topic: str, payload: bytes) -> ReasonCode:
+        """Publish at QoS 1 and return the broker's PUBACK reason code (always success in MQTT 3.1.1)."""
+        mid, fut = self.send(topic, payload)
         try:
             async with asyncio.timeout(self.client.timeout):
                 return await fut
         except TimeoutError:
             raise aiomqtt.MqttError(f"no PUBACK within {self.client.timeout:g} s") from None
         finally:
-            self.acks.pop(info.mid, None)
+            self.acks.pop(mid, None)
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         fut = self.acks.get(mid)
@@ -387,11 +393,11 @@ class JsonSink:
                 self.sent_messages += 1
                 self.published[key[1], key[2]] += len(seqs)
                 now = time.time()
-                waits = [now - at for at in ats]
-                self.latency.extend(waits)
                 observe = self.latency_hist.observe
-                for w in waits:
-                    observe(w)
+                for at, n in Counter(ats).items():  # records of a chunk share their ingest time
+                    w = now - at
+                    observe(w, n)
+                    self.latency.extend((w,) * n)
             elif code.value in RETRY_CODES:
                 raise aiomqtt.MqttError(f"the broker refused a message for now (PUBACK 0x{code.value:02X} {code}); reconnecting to send it again")
             else:

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from gateway.device import NAME
 from gateway.northbound.settings import MqttConfig
+from gateway.northbound.sparkplug.config import SparkplugConfig
 
 
 class JsonSinkConfig(MqttConfig):
@@ -27,4 +28,4 @@ class JsonSinkConfig(MqttConfig):
         return JsonSink(cfg, self, on_command)
 
 
-SinkConfig = Annotated[Union[JsonSinkConfig], Field(discriminator="kind")]
+SinkConfig = Annotated[Union[JsonSinkConfig, SparkplugConfig], Field(discriminator="kind")]

@@ -276,7 +276,8 @@ async def ask(cfg, req: dict[str, Any], timeout: float = TIMEOUT, limit: int = c
 async def opened(cfg):
     """The buffer file opened by this command, with no daemon listening: under its lock, so never
     a buffer that a daemon holds (one that is starting, or stuck before its control socket)."""
-    from gateway.capture.log import BufferLocked, Log
+    from gateway.capture.files import BufferLocked
+    from gateway.capture.log import Log
 
     try:
         box = Log(cfg.buffer, [s.name for s in cfg.northbound], cfg.journal)

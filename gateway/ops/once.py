@@ -18,7 +18,7 @@ import orjson
 
 from gateway.capture.pipeline import Pipeline
 from gateway.config import Config
-from gateway.daemon import missing_parts
+from gateway.ops.preflight import missing_parts
 from gateway.driver import each
 from gateway.errors import ConfigError, describe
 from gateway.northbound.mqtt import topic

@@ -141,3 +141,29 @@ def test_print_schema_is_json_schema_with_descriptions():
 @pytest.mark.parametrize("path", sorted((ROOT / "config").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_example_config_loads(path):
     config.load(path)
+
+
+NORTHBOUND = """\
+northbound:
+  - {kind: mqtt, name: plant, host: 127.0.0.1}
+  - {kind: mqtt, name: plant, host: 10.0.0.9, port: 8883x}
+"""
+
+
+def test_sinks_are_checked_like_devices():
+    text = GOOD.replace("mqtt:\n  host: 127.0.0.1\n  port: 1883\n", NORTHBOUND)
+    ps = problems(text)
+    assert any(p.startswith("gw.yaml:9: northbound[1].port: ") for p in ps), ps
+    (p,) = problems(text.replace("port: 8883x", "port: 8883"))
+    assert p.startswith("gw.yaml:9: northbound[1].name:") and "used twice" in p
+    cfg = config.parse(text.replace("port: 8883x", "port: 8883").replace("name: plant, host: 10", "name: site, host: 10"), "gw.yaml")
+    assert [s.name for s in cfg.northbound] == ["plant", "site"] and cfg.mqtt is cfg.northbound[0]
+
+
+def test_mqtt_is_short_for_one_json_sink_and_excludes_northbound():
+    cfg = config.parse(GOOD, "gw.yaml")
+    assert [(s.kind, s.name, s.host) for s in cfg.northbound] == [("mqtt", "mqtt", "127.0.0.1")]
+    (p,) = problems(GOOD.replace("buffer:\n", NORTHBOUND.replace(", port: 8883x", "").replace("name: plant, host: 10", "name: b, host: 10") + "buffer:\n"))
+    assert "either mqtt:" in p and "not both" in p
+    (p,) = problems(GOOD.replace("mqtt:\n  host: 127.0.0.1\n  port: 1883\n", ""))
+    assert "northbound: (or mqtt:) is required" in p

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from gateway import config
-from gateway.daemon import missing_parts
+from gateway.ops.preflight import missing_parts
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -110,6 +110,6 @@ async def test_buffer_limit_discards_telemetry_but_never_scans_or_context(tmp_pa
         assert st["counters"]["discarded"] > 500
         broker.start()
         async with Upstream(broker.port, "shopfloor/#") as up:
-            await up.wait(lambda rs: len([r for r in rs if r["type"] == "scan"]) == 50 and any(r["type"] == "context" for r in rs))
+            await up.wait(lambda rs: len({r["seq"] for r in rs if r["type"] == "scan"}) == 50 and any(r["type"] == "context" for r in rs))
         final = await gw.status()
     assert final["counters"]["discarded"] >= st["counters"]["discarded"]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import orjson
 
 from gateway.capture.record import SCHEMA, Origin, context_event, context_fields, encode, head, item, stamp, wire
-from gateway.model import ALARM, SCAN, Reading
+from gateway.model import SCAN, Reading
 from gateway.station.context import Change, Context, apply
 
 ORIGIN = Origin("gw-1", "plant1", "assembly", "line1", "st10", "press1", "modbus")

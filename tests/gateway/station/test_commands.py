@@ -313,7 +313,7 @@ async def test_signed_commands_through_mosquitto(tmp_path, broker):
 
 def test_an_unreadable_or_short_key_stops_the_start(tmp_path):
     from gateway import config as config_mod
-    from gateway.daemon import preflight
+    from gateway.ops.preflight import preflight
     from gateway.errors import ConfigError
 
     short = tmp_path / "short.key"
