@@ -120,6 +120,7 @@ class Build:
                 events.append((start, 0, s, ("start", k, end)))
             for m in range(1440):
                 events.append((t0 + m * 60 + 1, 2, s, ("tele", m)))
+        events.append((t0 + 43200 + 2, 2, STATIONS[0], ("discard",)))  # the overflow policy at noon, inside some lots
         queue = sorted(events, key=lambda e: (e[0], e[1]))
         self.ctx = {s: None for s in STATIONS}
         # a context's scans, alarms and end are queued when its start comes up
@@ -139,7 +140,8 @@ class Build:
                 self.alarm(s, at, *what[1:])
             elif what[0] == "end":
                 self.end_context(s, at)
-        self.discard(t0)
+            elif what[0] == "discard":
+                self.discard(at)
         self.aggregate(t0)
 
     @staticmethod
@@ -255,10 +257,10 @@ class Build:
             self.chunk("telemetry", station, device, at, head, items, False)
             self.readings += k
 
-    def discard(self, t0: float) -> None:
+    def discard(self, at: float) -> None:
         first = self.seq
         self.seq += 500
-        self.conn.execute("INSERT INTO discards(first_seq, last_seq, count, policy, at) VALUES(?,?,?,?,?)", (first, self.seq - 1, 500, "drop_oldest", t0 + 43200))
+        self.conn.execute("INSERT INTO discards(first_seq, last_seq, count, policy, at) VALUES(?,?,?,?,?)", (first, self.seq - 1, 500, "drop_oldest", at))
 
     def aggregate(self, t0: float) -> None:
         """Which context owns each minute of the day per station ('' unassigned): the minute rows
