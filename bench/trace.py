@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import math
 import random
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -437,6 +438,7 @@ async def run(path: Path, args) -> None:
         log.close()
         broker.stop()
         stop(sim)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def direct(path: Path, keys: dict[str, list], n: int) -> None:
@@ -473,9 +475,7 @@ def main() -> int:
     direct(path, keys_of(path), min(args.queries, 10))
     asyncio.run(run(path, args))
     if args.keep is None:
-        for f in folder.iterdir():
-            f.unlink()
-        folder.rmdir()
+        shutil.rmtree(folder)
     return 0
 
 
