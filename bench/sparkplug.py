@@ -98,6 +98,9 @@ class PacedFeed:
     def remember(self, key: str, value: str) -> None:
         self.state[key] = value
 
+    async def sync(self) -> None:
+        return None
+
     @property
     def backlog(self) -> int:
         return self.seq - self.acked

@@ -25,7 +25,7 @@ from gateway.config import Config
 from gateway.errors import BufferError, ConfigError
 from gateway.northbound.mqtt import JsonSink
 from gateway.northbound.registry import JsonSinkConfig
-from gateway.ops import control, logs
+from gateway.ops import control, logs, trace
 from gateway.ops import reload as reload_mod
 from gateway.ops.notify import notify, watchdog_interval
 from gateway.ops.preflight import missing_parts, preflight
@@ -127,6 +127,8 @@ class Gateway:
             return await self.change(r.station, r.change("cli", peer.actor))
         if cmd == "dead_letter":
             return await deadletter.handle(self.log, req)
+        if cmd == "trace":
+            return await trace.handle(self.cfg.buffer.path, req, trace.config_limits(self.cfg))
         return {"ok": False, "error": f"unknown command {cmd!r}"}
 
     def poll_periods(self) -> dict[str, dict]:

@@ -24,13 +24,15 @@ class DeviceBase(Strict):
     What the core needs to know about a driver is declared here, on its config class (the registry in
     gateway/registry.py holds the classes, nothing else does): `extra`, the optional dependency set
     that `build()` needs (named when it is missing); `scan_rules`, whether its readings go through the
-    station's scan rules (scanners, RFID readers). The driver object itself may expose `counters`
-    (a dict of its own event counts, kept by the supervisor across reconnects) and `periods` (achieved
-    poll periods per poll group).
+    station's scan rules (scanners, RFID readers); `environment`, whether its readings describe the
+    station's surroundings (a trace shows them apart from the process's tags). The driver object
+    itself may expose `counters` (a dict of its own event counts, kept by the supervisor across
+    reconnects) and `periods` (achieved poll periods per poll group).
     """
 
     extra: ClassVar[str | None] = None
     scan_rules: ClassVar[bool] = False
+    environment: ClassVar[bool] = False
 
     name: str = Field(pattern=NAME, description="Unique device name; the topic level and the `device` field of every record.")
     station: str | None = Field(

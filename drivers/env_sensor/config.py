@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -59,6 +59,7 @@ class OneWire(Strict):
 class EnvSensorConfig(DeviceBase):
     """Temperature/humidity sensors on a serial line or a 1-Wire bus."""
 
+    environment: ClassVar[bool] = True
     kind: Literal["env_sensor"]
     serial: Serial | None = Field(default=None, description="A serial ASCII sensor.")
     onewire: OneWire | None = Field(default=None, description="DS18B20 probes on 1-Wire.")

@@ -78,6 +78,9 @@ class Reader:
         self.state[key] = value
         self.log.touch()
 
+    async def sync(self) -> None:
+        await self.log.flush()
+
     # -- for the log ------------------------------------------------------------------------
 
     def committed(self, chunks: list[Chunk]) -> None:

@@ -26,6 +26,8 @@ CREATE TABLE IF NOT EXISTS log(
 );
 CREATE INDEX IF NOT EXISTS log_context ON log(context_id, seq);
 CREATE INDEX IF NOT EXISTS log_kept ON log(protected, seq);
+-- A station's context events in seq order (operator sessions), without reading its scans.
+CREATE INDEX IF NOT EXISTS log_events ON log(station, seq) WHERE type = 'context';
 
 -- Per sink: every record with seq <= cursor was acknowledged or dead-lettered by that sink.
 CREATE TABLE IF NOT EXISTS cursors(sink TEXT PRIMARY KEY, seq INTEGER NOT NULL);

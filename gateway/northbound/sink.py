@@ -96,6 +96,10 @@ class Feed(Protocol):
         """Save a small value of this sink's (e.g. Sparkplug's bdSeq); durable with the next commit."""
         ...
 
+    async def sync(self) -> None:
+        """Return once what `remember` saved is in the file (a commit)."""
+        ...
+
     @property
     def backlog(self) -> int:
         """Records committed and not yet acknowledged (nor dead-lettered) by this sink."""

@@ -1,4 +1,4 @@
-"""`shopfloor-gateway` command line: run, check-config, print-schema, status, context, dead-letter.
+"""`shopfloor-gateway` command line: run, check-config, print-schema, status, context, dead-letter, trace.
 
 Every failure ends in one line on stderr and an exit status (EXIT below), never a traceback; a
 closed stdout (`… | head`) ends the command quietly.
@@ -157,10 +157,11 @@ def _quiet_stdout() -> None:
 
 def _extend(sub: argparse._SubParsersAction, with_config) -> None:
     """Subcommands kept in their own modules (and optional parts such as `decode` from gateway.station.scan)."""
-    from gateway.ops import deadletter, watch
+    from gateway.ops import deadletter, trace, watch
 
     watch.add_parser(sub, COMMANDS)
     deadletter.add_parser(sub, COMMANDS, with_config)
+    trace.add_parser(sub, COMMANDS, with_config)
     try:
         from gateway.station.scan.cli import add_parser
     except ImportError:
@@ -248,11 +249,11 @@ async def _status(cfg, timeout: float = TIMEOUT) -> dict[str, Any]:
         }
 
 
-async def ask(cfg, req: dict[str, Any], timeout: float = TIMEOUT) -> dict[str, Any] | None:
+async def ask(cfg, req: dict[str, Any], timeout: float = TIMEOUT, limit: int = control.LIMIT) -> dict[str, Any] | None:
     """The running daemon's answer; None when no daemon listens on the control socket."""
     sock = cfg.control_socket
     try:
-        return await control.request(sock, req, timeout=timeout)
+        return await control.request(sock, req, timeout=timeout, limit=limit)
     except (FileNotFoundError, ConnectionRefusedError):
         return None
     except TimeoutError:
@@ -266,7 +267,7 @@ async def ask(cfg, req: dict[str, Any], timeout: float = TIMEOUT) -> dict[str, A
         raise Unavailable(f"the gateway's answer on {sock} is not JSON ({exc})", EX_PROTOCOL) from None
     except ValueError:
         # StreamReader.readline past its limit
-        raise Unavailable(f"the gateway's answer on {sock} is larger than the control socket's limit of {control.LIMIT} bytes", EX_PROTOCOL) from None
+        raise Unavailable(f"the gateway's answer on {sock} is larger than the limit of {limit} bytes", EX_PROTOCOL) from None
     except PermissionError:
         raise Unavailable(f"no permission to use the control socket {sock} (be in the gateway's group, or root)") from None
 

@@ -1,7 +1,8 @@
 """The local control socket: one JSON request per line, one JSON answer per line.
 
 Requests: {"cmd": "status"}, {"cmd": "context", "station": …, "action": start|update|end|login|logout,
-"work_order": …, "operation": …, "lot": …, "operators": […], "extra": {…}, "reason": …}, {"cmd": "contexts"}.
+"work_order": …, "operation": …, "lot": …, "operators": […], "extra": {…}, "reason": …}, {"cmd": "contexts"},
+{"cmd": "trace", "kind": lot|material|order|operator, "key": …, "opts": {"gtin"|"since"|"until": …}}.
 The socket is created with mode 0660: who may change a station's work order is who may write it.
 The handler is told who is asking from the kernel (SO_PEERCRED), never from the request.
 """
@@ -118,11 +119,12 @@ async def _line(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> b
         return b""
 
 
-async def request(path: Path, req: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
-    """Send one request to a running daemon. Raises OSError when none listens."""
+async def request(path: Path, req: dict[str, Any], timeout: float = 10.0, limit: int = LIMIT) -> dict[str, Any]:
+    """Send one request to a running daemon. Raises OSError when none listens. `limit`: the longest
+    answer accepted (a trace can be far larger than other answers)."""
     async with asyncio.timeout(timeout):
         with reachable(path) as name:
-            reader, writer = await asyncio.open_unix_connection(name, limit=LIMIT)
+            reader, writer = await asyncio.open_unix_connection(name, limit=limit)
         try:
             writer.write(orjson.dumps(req) + b"\n")
             await writer.drain()

@@ -176,6 +176,7 @@ class SparkplugSink:
         # A new bdSeq for each session; an attempt that got no CONNACK made none, and its Will with it.
         if self.bd_seq is None or self.bd_used:
             self.bd_seq, self.bd_used = self._next_bd_seq(feed), False
+            await feed.sync()  # in the file before the Will that carries it: a kill never reuses it
         self.host["online"] = self.state_topic is None
         client = self._client()
         self.hooks = PahoHooks(client)

@@ -80,6 +80,9 @@ class MemoryFeed:
     def remember(self, key: str, value: str) -> None:
         self.state[key] = value
 
+    async def sync(self) -> None:
+        return None
+
     @property
     def backlog(self) -> int:
         return self.seq - len(self.settled)
