@@ -18,10 +18,7 @@ from gateway.page.labels import labels
 from gateway.page.live import dumps
 from gateway.page.tables import cell, section, sections
 
-try:
-    from gateway.ops.trace import config_limits, handle
-except ImportError:  # the journal's queries are not in this build yet
-    handle = config_limits = None
+from gateway.ops.trace import config_limits, handle
 
 KINDS = ("lot", "material", "order", "operator")
 OPTS = ("gtin", "since", "until")
@@ -42,8 +39,6 @@ async def answer(request: web.Request) -> tuple[bytes, dict[str, float] | None]:
     kind, key = request.query.get("kind", "lot"), request.query.get("key", "").strip()
     if kind not in KINDS or not key:
         raise web.HTTPBadRequest(text=f"kind must be one of {', '.join(KINDS)}, and a key is needed\n")
-    if handle is None:
-        raise web.HTTPServiceUnavailable(text="trace is not available in this gateway\n")
     try:
         opts = _opts(request.query)
     except ValueError:

@@ -213,7 +213,7 @@ async def test_labels_in_simplified_chinese(tmp_path, broker, driver):
 
 
 async def test_a_lot_traced_shows_its_materials_and_a_chart_with_the_limit(tmp_path, broker, driver):
-    pytest.importorskip("gateway.ops.trace")
+    """The real thing: the gateway captures a lot onto its journal, the page asks the trace queries."""
     async with ModbusSim(port=0) as plc:
         await plc.set("press_temperature", 184.5)  # above the high limit all along
         press = {"kind": "modbus", "name": "press1", "host": "127.0.0.1", "port": plc.port, "backoff_max": 0.5,

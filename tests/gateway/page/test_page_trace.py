@@ -59,19 +59,26 @@ def test_the_chinese_view_names_its_columns_in_chinese():
     assert "<h2>物料</h2>" in html and "<th>批号</th>" in html and "<th>工单</th>" in html
 
 
-async def test_the_trace_routes_without_the_journal_say_so(tmp_path, broker, monkeypatch):
-    monkeypatch.setattr(trace, "handle", None)
+async def test_the_trace_routes_refuse_what_the_cli_refuses_and_say_what_the_journal_holds(tmp_path, broker):
     port = free_port()
     path = write_config(tmp_path, broker.port, [], http={"port": port})
-    async with InProcess(path), aiohttp.ClientSession() as s:
-        async with s.get(f"http://127.0.0.1:{port}/trace") as r:
+    async with InProcess(path) as gw, aiohttp.ClientSession() as s:
+        assert (await gw.request(cmd="context", action="start", work_order="WO-1", lot="LOT-1"))["ok"]
+        base = f"http://127.0.0.1:{port}"
+        async with s.get(f"{base}/trace") as r:
             assert r.status == 200 and '<input name="key"' in await r.text()
-        async with s.get(f"http://127.0.0.1:{port}/api/trace?kind=lot&key=LOT-A42") as r:
-            assert r.status == 503
-        async with s.get(f"http://127.0.0.1:{port}/api/trace?kind=nonsense&key=x") as r:
-            assert r.status == 400
-        async with s.get(f"http://127.0.0.1:{port}/trace?kind=lot&key=LOT-A42") as r:
-            assert r.status == 503 and "not available" in await r.text()
+        for query in ("kind=nonsense&key=x", "kind=lot&key=", "kind=lot&key=has%20space", "kind=material&key=B&gtin=12x"):
+            async with s.get(f"{base}/api/trace?{query}") as r:
+                assert r.status == 400, query
+        async with s.get(f"{base}/api/trace?kind=lot&key=LOT-NONE") as r:
+            missing = r.status, await r.json()
+        async with s.get(f"{base}/trace?kind=lot&key=LOT-NONE") as r:
+            shown = await r.text()
+        async with s.get(f"{base}/api/trace?kind=lot&key=LOT-1") as r:
+            found = r.status, await r.json()
+    assert missing[0] == 404 and missing[1]["journal"]["from"] <= missing[1]["journal"]["to"]
+    assert '<p class="nothing">Nothing found (Journal holds' in shown
+    assert found[0] == 200 and [c["work_order"] for c in found[1]["contexts"]] == ["WO-1"]
 
 
 def test_a_tag_without_numbers_gets_no_chart_and_gaps_are_skipped():
