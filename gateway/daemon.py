@@ -300,18 +300,18 @@ async def _stop(gw: Gateway) -> None:
         await s.goodbye()
 
 
-async def _final_flush(outbox: Log, seconds: float) -> int:
+async def _final_flush(box: Log, seconds: float) -> int:
     """Commit what is still in memory, retrying briefly while the disk refuses; return how many
     readings could not be captured (and say so: they are lost with the process)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     while True:
         try:
-            await outbox.flush()
+            await box.flush()
             return 0
         except BufferError as exc:
             if loop.time() >= deadline:
-                n = outbox.pending()
+                n = box.pending()
                 log.error("shutdown_uncaptured", readings=n, error=str(exc))
                 return n
         await asyncio.sleep(0.2)

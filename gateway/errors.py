@@ -43,7 +43,7 @@ class DriverFatal(DriverError):
 
 
 class BufferError(GatewayError):  # noqa: A001 - the design's name; shadows the builtin only here
-    """The outbox cannot store rows (disk full, database corrupt)."""
+    """The capture log cannot store records (disk full, database corrupt)."""
 
 
 class PublishError(GatewayError):
@@ -51,7 +51,7 @@ class PublishError(GatewayError):
 
 
 class Retryable(PublishError):
-    """The broker connection failed; the rows stay in the outbox and are sent again."""
+    """The broker connection failed; the records stay in the capture log and are sent again."""
 
 
 class Rejected(PublishError):

@@ -47,16 +47,20 @@ def step(conn: sqlite3.Connection, floor: int, telemetry_excess: int, cutoff: fl
         p.rows.extend(gone)
         p.telemetry = sum(g[0] for g in gone)
         p.telemetry_bytes = sum(g[1] for g in gone)
-    gone = conn.execute(
-        "DELETE FROM log WHERE seq IN (SELECT seq FROM log WHERE protected = 1 AND last <= ? AND at < ? ORDER BY seq LIMIT ?) "
-        "RETURNING last - seq + 1, size, seq",
-        (floor, cutoff, STEP),
-    ).fetchall()
-    if gone:
-        p.rows.extend((g[0], g[1]) for g in gone)
-        p.kept_records = sum(g[0] for g in gone)
-        p.kept_bytes = sum(g[1] for g in gone)
-        conn.execute("DELETE FROM keys WHERE seq <= ? AND at < ?", (max(g[2] for g in gone), cutoff))
+    oldest = conn.execute("SELECT at FROM log WHERE protected = 1 ORDER BY seq LIMIT 1").fetchone()
+    # Ingest times rise with seq: when the oldest kept record is young enough, none is old (a scan
+    # of a year of scans for nothing, every step, would cost capture its time).
+    if oldest is not None and oldest[0] < cutoff:
+        gone = conn.execute(
+            "DELETE FROM log WHERE seq IN (SELECT seq FROM log WHERE protected = 1 AND last <= ? AND at < ? ORDER BY seq LIMIT ?) "
+            "RETURNING last - seq + 1, size, seq",
+            (floor, cutoff, STEP),
+        ).fetchall()
+        if gone:
+            p.rows.extend((g[0], g[1]) for g in gone)
+            p.kept_records = sum(g[0] for g in gone)
+            p.kept_bytes = sum(g[1] for g in gone)
+            conn.execute("DELETE FROM keys WHERE seq <= ? AND at < ?", (max(g[2] for g in gone), cutoff))
     p.other += _minutes(conn, cutoff)
     p.other += conn.execute(
         "DELETE FROM contexts WHERE context_id IN (SELECT context_id FROM contexts WHERE ended_at IS NOT NULL AND ended_at < ? LIMIT ?)",
@@ -66,13 +70,23 @@ def step(conn: sqlite3.Connection, floor: int, telemetry_excess: int, cutoff: fl
 
 
 def _minutes(conn: sqlite3.Connection, cutoff: float) -> int:
-    # `minutes` is WITHOUT ROWID: delete by its time index, a step at a time.
-    old = conn.execute(
-        "SELECT context_id, device, tag, minute FROM minutes WHERE minute < ? LIMIT ?", (int(cutoff // 60), STEP)
-    ).fetchall()
-    if old:
-        conn.executemany("DELETE FROM minutes WHERE context_id = ? AND device = ? AND tag = ? AND minute = ?", old)
-    return len(old)
+    """Delete a step of minute aggregates older than `cutoff`, station by station through the
+    (station, minute) index: without a station a look for old minutes reads the whole table."""
+    minute = int(cutoff // 60)
+    gone = 0
+    station = ""
+    while gone < STEP:
+        # The next station: one seek in the index, where DISTINCT would read all of it.
+        (station,) = conn.execute("SELECT min(station) FROM minutes WHERE station > ?", (station,)).fetchone()
+        if station is None:
+            break
+        old = conn.execute(
+            "SELECT context_id, device, tag, minute FROM minutes WHERE station = ? AND minute < ? LIMIT ?", (station, minute, STEP - gone)
+        ).fetchall()
+        if old:
+            conn.executemany("DELETE FROM minutes WHERE context_id = ? AND device = ? AND tag = ? AND minute = ?", old)
+            gone += len(old)
+    return gone
 
 
 def _rows_for(conn: sqlite3.Connection, excess: int) -> int:

@@ -241,7 +241,7 @@ class JsonSink:
                     raise asyncio.CancelledError from None
             except Exception as exc:  # noqa: BLE001 - the sink's containment boundary
                 # A bug here, or a library raising what it never documented, costs a reconnect, not
-                # the capture: the rows stay in the outbox and go out on the next connection. The
+                # the capture: the records stay in the log and go out on the next connection. The
                 # backoff keeps growing across crashes: a bug that strikes every session is not a loop.
                 self._crashed(exc)
                 if asyncio.current_task().cancelling():

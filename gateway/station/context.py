@@ -5,7 +5,7 @@ State machine per station::
     IDLE --start--> ACTIVE --update/login/logout--> ACTIVE --end--> IDLE
                     ACTIVE --start(other work order)--> (end, then start): a changeover
 
-Rules kept here, as a pure state machine (persistence is the outbox's job):
+Rules kept here, as a pure state machine (persistence is the capture log's job):
 - Every accepted change bumps `version` and yields journal events; a record stamped with
   (context_id, version) is never rewritten by a later change.
 - `context_id` names one activation (one run of a work order at a station); it changes only on start.

@@ -1,5 +1,5 @@
 """A PLC that stops answering, is switched off, restarts, or answers with exceptions — seen through the
-real supervisor, outbox, publisher and a real mosquitto. The other device keeps flowing, `status`
+real supervisor, capture log, JSON sink and a real mosquitto. The other device keeps flowing, `status`
 shows the outage with its reason, data resumes without restarting the gateway, and the log holds
 one event per state change, never one per retry.
 """

@@ -1,4 +1,4 @@
-"""Readings travel from a device through the real outbox to a real mosquitto and a subscriber."""
+"""Readings travel from a device through the real capture log to a real mosquitto and a subscriber."""
 
 from __future__ import annotations
 
@@ -93,7 +93,7 @@ async def test_one_object_per_message_when_packing_is_off(tmp_path, broker):
 
 
 async def test_plc_simulator_readings_arrive_stamped(tmp_path, broker):
-    """The demo's path: the Modbus PLC simulator, the modbus driver, the outbox, mosquitto."""
+    """The demo's path: the Modbus PLC simulator, the modbus driver, the capture log, mosquitto."""
     from simulators.modbus import ModbusSim
 
     async with ModbusSim(port=0) as sim:

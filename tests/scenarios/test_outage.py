@@ -44,7 +44,7 @@ async def test_broker_outage_loses_nothing(tmp_path, broker):
         broker.stop()
         st = await gw.wait_status(lambda st: st["broker"]["state"] == "disconnected")
         offline = st["counters"]["captured"]
-        st = await gw.wait_status(lambda st: st["counters"]["captured"] >= offline + 500)  # capture goes on into the outbox
+        st = await gw.wait_status(lambda st: st["counters"]["captured"] >= offline + 500)  # capture goes on into the log
         assert st["broker"]["state"] == "disconnected"
         assert st["buffer"]["rows"] > 0
         broker.start()

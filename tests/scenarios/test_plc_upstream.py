@@ -1,4 +1,4 @@
-"""OPC UA and Modbus RTU devices through the real supervisor, outbox, publisher and mosquitto: a
+"""OPC UA and Modbus RTU devices through the real supervisor, capture log, JSON sink and mosquitto: a
 server restart, an untrusted server, one silent unit on a shared RS-485 bus, limits and alarms
 stamped with the work order, and deadband with heartbeat — all judged at the broker.
 """

@@ -1,4 +1,4 @@
-"""Scans and RFID reads through the whole gateway: simulated devices on real ptys, the real outbox,
+"""Scans and RFID reads through the whole gateway: simulated devices on real ptys, the real capture log,
 a private mosquitto, and the operator's feedback coming back to the scanner."""
 
 from __future__ import annotations

@@ -104,3 +104,23 @@ async def test_a_pruning_step_is_small(tmp_path):
         assert len(rows(tmp_path)) == 2 * retention.STEP
         await prune_all(box)
         assert rows(tmp_path) == []
+
+
+async def test_a_step_with_nothing_old_reads_next_to_nothing_of_a_big_journal(tmp_path):
+    """Counted in SQLite virtual-machine steps (not in time): a year of scans all younger than
+    keep_days must not be read through at every pruning step."""
+    from gateway.journal import retention
+
+    async with Log(cfg(tmp_path), ["mqtt"], JournalConfig()) as box:
+        for i in range(20_000):
+            whole(box, "scan", lot=f"L-{i % 50}", value=str(i))
+        await box.flush()
+        await deliver(box)
+    with sqlite3.connect(tmp_path / "buffer.db") as db:
+        floor = db.execute("SELECT max(last) FROM log").fetchone()[0]
+        steps = []
+        db.set_progress_handler(lambda: steps.append(1), 100)
+        p = retention.step(db, floor, 0, time.time() - 365 * 86400)
+        db.rollback()
+    assert p.rows == [] and p.other == 0
+    assert len(steps) * 100 < 20_000  # fewer steps than one per kept record
