@@ -131,7 +131,9 @@ class Modbus:
         start = loop.time()
         for u in self.units:
             for g in u.groups:
-                g.due = start
+                # On a grid of its interval (one clock for the whole process): groups of several
+                # PLCs with the same interval fall due together, and their readings share one commit.
+                g.due = -(-start // g.interval) * g.interval
         while True:
             for u in self.units:
                 for g in u.groups:
