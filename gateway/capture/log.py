@@ -597,9 +597,10 @@ class Log:
         async with self.lock:
             conn = self.db._conn
             try:
-                p = retention.step(conn, floor, excess, cutoff)
+                # In the database's thread: the loop goes on reading devices and sending meanwhile.
+                p = await self.db._execute(retention.step, conn, floor, excess, cutoff)
                 if not (p.rows or p.other):
-                    conn.rollback()
+                    await self.db.rollback()
                     return False
                 self.stats.counters["journal_pruned"] += p.telemetry + p.kept_records
                 await self.db.commit()

@@ -17,6 +17,7 @@ import sqlite3
 from dataclasses import dataclass, field
 
 STEP = 1000  # rows one transaction deletes from one table
+STEP_BYTES = 1024 * 1024  # and bytes of telemetry: a row may hold a thousand readings
 
 
 @dataclass(slots=True)
@@ -31,7 +32,7 @@ class Pruned:
     @property
     def full(self) -> bool:
         """A step deleted as much as it may: there is probably more to do."""
-        return len(self.rows) >= STEP or self.other >= STEP
+        return len(self.rows) >= STEP or self.other >= STEP or self.telemetry_bytes >= STEP_BYTES // 2
 
 
 def step(conn: sqlite3.Connection, floor: int, telemetry_excess: int, cutoff: float) -> Pruned:
@@ -90,6 +91,7 @@ def _minutes(conn: sqlite3.Connection, cutoff: float) -> int:
 
 
 def _rows_for(conn: sqlite3.Connection, excess: int) -> int:
-    """How many log rows of telemetry make up about `excess` bytes (at least one, at most STEP)."""
+    """How many log rows of telemetry make up about `excess` bytes (at least one, at most STEP
+    rows and STEP_BYTES)."""
     avg = conn.execute("SELECT avg(size) FROM (SELECT size FROM log WHERE protected = 0 ORDER BY seq LIMIT 64)").fetchone()[0] or 1
-    return max(1, min(STEP, int(excess // avg) + 1))
+    return max(1, min(STEP, int(min(excess, STEP_BYTES) // avg) + 1))
