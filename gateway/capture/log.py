@@ -19,7 +19,9 @@ Invariants. Code below must keep them; tests in tests/gateway/capture/test_log*.
    dead-lettered (with a reason, in `dead_letter`, for that sink) by that sink. Cursors are written
    with the next commit; a cursor lost in a crash only means records sent again.
 6. A row leaves the log only (a) when every configured sink's cursor is past it and the journal's
-   retention lets it go (gateway.journal.retention), or (b) by the overflow policy: past `max_rows`
+   retention lets it go (gateway.journal.retention: in steps of at most 1,000 rows and 1 MiB, in the
+   database's thread, never a record whose dead letter is not yet written), or (b) by the overflow
+   policy: past `max_rows`
    or `max_bytes` of undelivered records, the oldest (or newest) telemetry that no sink has in
    flight is discarded. Scans, RFID reads, alarms and context events are never discarded. Every
    discarded record is counted, its seq range recorded in `discards`, and the episode logged once
