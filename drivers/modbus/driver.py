@@ -131,16 +131,15 @@ class Modbus:
         start = loop.time()
         for u in self.units:
             for g in u.groups:
-                # On a grid of its interval (one clock for the whole process): groups of several
-                # PLCs with the same interval fall due together, and their readings share one commit.
-                g.due = -(-start // g.interval) * g.interval
+                g.due = start  # the first poll at once; the next ones on the grid (below)
         while True:
             for u in self.units:
                 for g in u.groups:
                     now = loop.time()
                     if g.due > now:
                         continue
-                    if g.polled is not None:
+                    first = g.polled is None
+                    if not first:
                         hist = self.periods.get(g.name)
                         if hist is None:
                             hist = self.periods[g.name] = Histogram(PERIOD_BUCKETS)
@@ -157,7 +156,14 @@ class Modbus:
                         raise
                     if poll:
                         yield poll
-                    g.due += g.interval
+                    if first:
+                        # Then on a grid of its interval (one clock for the whole process): groups of
+                        # several PLCs with the same interval fall due together and share one commit.
+                        g.due = (now // g.interval + 1) * g.interval
+                        if g.due - now < g.interval / 2:
+                            g.due += g.interval
+                    else:
+                        g.due += g.interval
                     now = loop.time()
                     if g.due <= now:  # overran: skip missed polls instead of bursting
                         g.due += ((now - g.due) // g.interval + 1) * g.interval
