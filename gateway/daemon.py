@@ -22,7 +22,7 @@ from gateway.capture.log import Log
 from gateway.capture.pipeline import Pipeline
 from gateway.capture.supervisor import Health, supervise
 from gateway.config import Config
-from gateway.errors import BufferError, ConfigError
+from gateway.errors import BufferError, ConfigError, Traced, describe
 from gateway.northbound.mqtt import JsonSink
 from gateway.northbound.registry import JsonSinkConfig
 from gateway.ops import control, logs, trace
@@ -340,12 +340,17 @@ async def halt(tasks: list[asyncio.Task], seconds: float) -> set[asyncio.Task]:
 async def _sample(gw: Gateway) -> None:
     """Once a second, what each device has read so far: the rates in `status`; and each device's
     state to the sinks that follow it (Sparkplug's DDEATH/DBIRTH)."""
-    follow = [s.device_state for s in gw.sinks if hasattr(s, "device_state")]
+    follow = [s for s in gw.sinks if hasattr(s, "device_state")]
+    traced = Traced()
     async for now in every(1.0):
         for h in list(gw.health.values()):
             h.sample(now)
-            for tell in follow:
-                tell(h.device, h.state)
+            for sink in follow:
+                try:
+                    sink.device_state(h.device, h.state)
+                except Exception as exc:  # noqa: BLE001 - a sink's bug costs that sink's news of a device, not the gateway
+                    if traced.first(exc, sink.name):
+                        log.error("sink_crashed", sink=sink.name, error=describe(exc), exc_info=exc)
 
 
 async def _on_hup(gw: Gateway, hup: asyncio.Event) -> None:

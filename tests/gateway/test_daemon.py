@@ -153,3 +153,14 @@ async def test_a_stop_while_the_disk_refuses_says_how_many_readings_were_never_c
         status = await gw.task
     assert status == daemon.EX_IOERR
     assert box.pending() > 0  # what the log line counts (shutdown_uncaptured readings=N)
+
+
+async def test_a_sink_that_fails_to_take_device_news_costs_the_gateway_nothing(tmp_path, broker, monkeypatch):
+    def device_state(self, device, state):
+        raise ZeroDivisionError("bug in a sink")
+
+    monkeypatch.setattr(JsonSink, "device_state", device_state, raising=False)
+    async with InProcess(write_config(tmp_path, broker.port, [OVEN])) as gw:
+        first = (await gw.status())["counters"]["captured"]
+        # Several rounds of device news have failed by now, and capture and delivery go on.
+        await gw.wait_status(lambda st: st["counters"]["captured"] > first + 500 and st["counters"]["published"] > first + 400)
