@@ -66,6 +66,10 @@ class ScannerSerial:
                 yield self._reading(framer.drop_partial(), ack)
                 continue
             except (serial.SerialException, OSError) as exc:
+                # What the port delivered before it failed is still in the stream's buffer (asyncio
+                # raises the error first): scans in it count, and a half scan is reported, not lost.
+                for frame in framer.feed(_buffered(reader)):
+                    yield self._reading(frame, ack)
                 lost = framer.drop_partial()
                 if lost:
                     yield self._reading(lost, ack)
@@ -116,3 +120,14 @@ class ScannerSerial:
 
     def health(self) -> dict[str, Any]:
         return dict(self.counters)
+
+
+def _buffered(reader: asyncio.StreamReader) -> bytes:
+    """Bytes the stream received and nobody read yet; StreamReader.read raises a stored error
+    before handing them out. (`_buffer` is the StreamReader's bytearray, unchanged since 3.4.)"""
+    buf = getattr(reader, "_buffer", None)
+    if not buf:
+        return b""
+    data = bytes(buf)
+    buf.clear()
+    return data

@@ -8,6 +8,7 @@ from drivers.scanner_serial.config import ScannerSerialConfig
 from gateway.errors import NotConnected
 from simulators.scanner import SerialScanner
 from tests.conftest import eventually
+from tests.helpers import unread
 
 
 def cfg(link, **kw):
@@ -78,12 +79,12 @@ async def test_unplug_replug_same_path(sim, tmp_path):
     sim.scan("ONE")
     (one,) = await take(it, 1)
     sim.send(b"TW")  # half a scan, then the cable is pulled
-    lost_task = asyncio.ensure_future(take(it, 1))
-    # Pulled once the driver holds the half scan (bytes still in the stream's buffer when the port
-    # fails are not the driver's to report: asyncio raises the port's error first).
-    await eventually(lambda: drv._framer.partial == b"TW", what="the half scan to reach the driver's framer")
+    await eventually(lambda: unread(sim.pty.slave) == 0, what="the half scan to leave the pty")
     sim.unplug()
-    (lost,) = await lost_task
+    # The port's error reaches the stream while the half scan still sits in its buffer (the driver
+    # is not reading: its last scan awaits its answer). It is reported all the same.
+    await eventually(lambda: drv._reader.exception() is not None, what="the port's error")
+    (lost,) = await take(it, 1)
     assert (lost.quality, lost.raw) == ("bad", b"TW")
     with pytest.raises(NotConnected):
         await anext(it)
