@@ -1,7 +1,5 @@
 """The serial scanner driver against a simulated scanner on a real pty."""
 
-import asyncio
-
 import pytest
 
 from drivers.scanner_serial.config import ScannerSerialConfig
