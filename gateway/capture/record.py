@@ -64,29 +64,7 @@ def context_fields(ctx: Context) -> dict[str, Any]:
 
 def stamp(r: Reading, o: Origin, ctx: Context, now: float, outcome: dict[str, Any] | None = None, fields: dict[str, Any] | None = None) -> dict[str, Any]:
     """The whole record of one reading (`fields`: its decoded fields, instead of the reading's own)."""
-    rec: dict[str, Any] = {
-        "gateway_id": o.gateway_id,
-        "schema": SCHEMA,
-        "type": r.type,
-        "ts": utc(r.ts),
-        "ingested_at": utc(now),
-        "site": o.site,
-        "area": o.area,
-        "line": o.line,
-        "station": o.station,
-        "device": o.device,
-        "device_kind": o.device_kind,
-        "tag": r.tag,
-        "value": r.value,
-        "unit": r.unit,
-        "quality": r.quality,
-        "reason": r.reason,
-        **context_fields(ctx),
-    }
-    if r.raw is not None:
-        rec["raw"] = base64.b64encode(r.raw).decode()
-    for k, v in ((fields if fields is not None else r.fields) or {}).items():
-        rec.setdefault(k, v)
+    rec = {**head(r.type, o, ctx, now), **item(r, fields=fields)}
     if outcome:
         rec.update(outcome)
     return rec
@@ -142,14 +120,15 @@ def head(r_type: str, o: Origin, ctx: Context, now: float) -> dict[str, Any]:
 HEAD_FIELDS = frozenset(head("telemetry", Origin("", "", "", "", "", "", ""), Context("x"), 0.0))
 
 
-def item(r: Reading, ts: datetime | None = None) -> dict[str, Any]:
-    """The fields of one reading alone; its `fields` never override the head's or its own.
-    `ts`: the reading's time, already converted (the readings of a poll share it)."""
+def item(r: Reading, ts: datetime | None = None, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The fields of one reading alone; its `fields` (or `fields` given) never override the head's
+    or its own. `ts`: the reading's time, already converted (the readings of a poll share it)."""
     it: dict[str, Any] = {"tag": r.tag, "value": r.value, "unit": r.unit, "quality": r.quality, "reason": r.reason, "ts": ts or utc(r.ts)}
     if r.raw is not None:
         it["raw"] = base64.b64encode(r.raw).decode()
-    if r.fields:
-        for k, v in r.fields.items():
+    extra = fields if fields is not None else r.fields
+    if extra:
+        for k, v in extra.items():
             if k not in HEAD_FIELDS:
                 it.setdefault(k, v)
     return it
