@@ -43,8 +43,7 @@ class Plan:
         self.cfg = box.cfg
         self.readers = box.readers
         self.next = box._next
-        sinks = {n: {"acked": r.acked, "dead_lettered": r.dead_lettered, "discarded": r.dropped, "requeued": r.requeued} for n, r in box.readers.items()}
-        self.counters: dict[str, Any] = {**st.counters, "sinks": sinks}
+        self.counters: dict[str, Any] = dict(st.counters)  # the sinks' counts are added at the COMMIT (Log._commit)
         self.backlog_rows, self.backlog_bytes = st.rows, st.bytes
         self.d_rows, self.d_bytes = st.dead_rows, st.dead_bytes
         self.inserted: list[Row] = []

@@ -88,15 +88,14 @@ class Reader:
         for c in chunks:
             self.backlog += len(c)
             self.backlog_bytes += len(c.head) + len(c.items)
+        n = sum(map(len, chunks))
         if self.broken:
-            pass
-        elif self.live_n + sum(map(len, chunks)) > LIVE_MAX:
-            self.live.clear()
-            self.live_n = 0
-            self.broken = True
+            pass  # the next read goes to the file, which has these too
+        elif self.live_n + n > LIVE_MAX:
+            self.forget()
         else:
             self.live.extend(chunks)
-            self.live_n += sum(map(len, chunks))
+            self.live_n += n
         self.new.set()
 
     def unsent(self, first: int, last: int) -> int:
