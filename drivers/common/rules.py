@@ -132,6 +132,11 @@ class Deadband:
         return self.last
 
 
+def inert(rules: TagRules | None) -> bool:
+    """True when `chain(rules)` passes every reading through unchanged: callers may skip it."""
+    return rules is None or (rules.deadband is None and rules.heartbeat is None and rules.limits is None and rules.plausible is None)
+
+
 def chain(rules: TagRules | None, pre: Callable[[Reading], Reading] | None = None) -> tuple[Step, Deadband]:
     """Compose a tag's rules; `pre` is a driver-specific plausibility check run first (e.g. DS18B20 85 °C)."""
     rules = rules or TagRules()

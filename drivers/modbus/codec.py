@@ -7,18 +7,22 @@ Invariants:
   undecodable text); the caller keeps the raw bytes then. A good number is always finite.
 - Scale and offset apply to numeric types only; bits, bools and strings pass unchanged.
 - A string ends at its first NUL (terminator and padding); blanks are the PLC's data and are kept.
+- `Block.decode(regs)` gives exactly what `decode` gives tag by tag; numbers in plain byte orders are
+  unpacked straight from the answer's bytes (one C call per tag), everything else goes through `decode`.
 """
 
 from __future__ import annotations
 
 import math
 import struct
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-from drivers.modbus.config import Tag
+from drivers.modbus.config import WIDTH, Tag
 
 FORMAT = {"int16": "h", "uint16": "H", "int32": "i", "uint32": "I", "int64": "q", "uint64": "Q", "float32": "f", "float64": "d"}
+F32 = struct.Struct(">f")
 MAX_COUNT = {"holding": 125, "input": 125, "coil": 2000, "discrete": 2000}
 
 
@@ -30,6 +34,47 @@ class Block:
     start: int
     count: int
     tags: tuple[Tag, ...]
+    fast: tuple = field(init=False, repr=False, compare=False)  # per tag: (tag, offset, unpack or None)
+    words: struct.Struct | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        registers = self.table in ("holding", "input")
+        object.__setattr__(self, "fast", tuple((t, t.address - self.start, _unpacker(t) if registers else None) for t in self.tags))
+        object.__setattr__(self, "words", struct.Struct(f">{self.count}H") if registers else None)
+
+    def decode(self, regs: list[int]) -> list[tuple[Tag, Any, str | None, list[int]]]:
+        """(tag, value, reason, its registers) for every tag; `regs` may be shorter or longer than asked."""
+        data = None
+        if self.words is not None and len(regs) == self.count:
+            try:
+                data = self.words.pack(*regs)
+            except struct.error:  # a register outside 0..65535 (a foreign client object): the slow path masks it
+                data = None
+        out = []
+        for t, off, unpack in self.fast:
+            if data is not None and unpack is not None:
+                raw = unpack(data, off * 2)[0]
+                if type(raw) is int and t.scale == 1.0 and t.offset == 0.0:
+                    out.append((t, raw, None, None))
+                    continue
+                value, reason = _number(t, raw)
+                out.append((t, value, reason, None if reason is None else regs[off : off + t.width]))
+                continue
+            words = regs[off : off + t.width]
+            value, reason = decode(t, words)
+            out.append((t, value, reason, None if reason is None else words))
+        return out
+
+
+def _unpacker(tag: Tag) -> Callable[[bytes, int], tuple] | None:
+    """`struct.unpack_from` for a number whose registers are plain big- or little-endian bytes, else None."""
+    if tag.type not in FORMAT:
+        return None
+    if tag.word_order == tag.byte_order == "big":
+        return struct.Struct(">" + FORMAT[tag.type]).unpack_from
+    if tag.word_order == tag.byte_order == "little" or (WIDTH[tag.type] == 1 and tag.byte_order == "little"):
+        return struct.Struct("<" + FORMAT[tag.type]).unpack_from  # every byte reversed: little-endian
+    return None
 
 
 def plan(tags: list[Tag], max_gap: int, max_registers: int = 125) -> list[Block]:
@@ -80,11 +125,16 @@ def decode(tag: Tag, words: list[int]) -> tuple[Any, str | None]:
             return data[: tag.length].split(b"\0", 1)[0].decode(tag.encoding), None
         except UnicodeDecodeError as exc:
             return None, f"not {tag.encoding} text: {exc.reason} at byte {exc.start}"
-    raw = struct.unpack(">" + FORMAT[tag.type], data)[0]
-    if isinstance(raw, float) and not math.isfinite(raw):
-        return None, f"{tag.type} is {raw} (device reports no valid number)"
-    if tag.type == "float32":
-        raw = shortest_float32(raw, data)
+    return _number(tag, struct.unpack(">" + FORMAT[tag.type], data)[0])
+
+
+def _number(tag: Tag, raw: int | float) -> tuple[Any, str | None]:
+    """A number as unpacked from the tag's registers, checked, then scaled."""
+    if isinstance(raw, float):
+        if not math.isfinite(raw):
+            return None, f"{tag.type} is {raw} (device reports no valid number)"
+        if tag.type == "float32":
+            raw = shortest_float32(raw)
     if tag.scale == 1.0 and tag.offset == 0.0:
         return raw, None
     # 12 significant digits: 127 * 0.1 is 12.7, not 12.700000000000001; far beyond any sensor's resolution.
@@ -94,14 +144,15 @@ def decode(tag: Tag, words: list[int]) -> tuple[Any, str | None]:
     return value, None
 
 
-def shortest_float32(value: float, data: bytes) -> float:
+def shortest_float32(value: float) -> float:
     """The shortest decimal that is the same float32: 180.08447 rather than 180.08447265625.
 
     A float32 carries 6-9 significant digits; printing its exact binary expansion suggests a
     precision the PLC never had. The result decodes back to the identical 32 bits.
     """
+    data = F32.pack(value)
     for digits in range(6, 10):
         short = float(f"{value:.{digits}g}")
-        if struct.pack(">f", short) == data:
+        if F32.pack(short) == data:
             return short
     return value

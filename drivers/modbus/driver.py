@@ -30,8 +30,8 @@ from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 from pymodbus.pdu import ExceptionResponse
 
-from drivers.common.rules import Step, chain
-from drivers.modbus.codec import Block, decode, plan
+from drivers.common.rules import Step, chain, inert
+from drivers.modbus.codec import Block, plan
 from drivers.modbus.config import ModbusConfig, ModbusRtuConfig, PollGroup
 from gateway.kit import PERIOD_BUCKETS, Histogram, NotConnected, Reading
 
@@ -77,12 +77,13 @@ class Modbus:
         self.units = units
         self.where = where
         self.serial_gap = serial_gap  # None on TCP
-        self.steps: dict[str, Step] = {}
+        self.steps: dict[str, Step] = {}  # tags without rules pass as read
         for u in units:
             for g in u.groups:
                 for b in g.blocks:
                     for t in b.tags:
-                        self.steps[t.name] = chain(t)[0]
+                        if not inert(t):
+                            self.steps[t.name] = chain(t)[0]
         self.client = None
         self._quiet_since = 0.0
         self.requests = 0
@@ -128,6 +129,7 @@ class Modbus:
 
     async def readings(self) -> AsyncIterator[Reading | list[Reading]]:
         loop = asyncio.get_running_loop()
+        steps = self.steps
         start = loop.time()
         for u in self.units:
             for g in u.groups:
@@ -149,7 +151,11 @@ class Modbus:
                     try:
                         for block in list(g.blocks):
                             for r in await self._read(u, g, block):
-                                poll.extend(self.steps[r.tag](r))
+                                step = steps.get(r.tag)
+                                if step is None:
+                                    poll.append(r)
+                                else:
+                                    poll.extend(step(r))
                     except BaseException:
                         if poll:  # the blocks read before the link dropped are captured all the same
                             yield poll
@@ -180,7 +186,8 @@ class Modbus:
         call = getattr(client, READ[block.table])
         self.requests += 1
         try:
-            rsp = await asyncio.wait_for(call(block.start, count=block.count, device_id=unit.id), unit.timeout)
+            async with asyncio.timeout(unit.timeout):  # not wait_for: that costs a task per request
+                rsp = await call(block.start, count=block.count, device_id=unit.id)
         except (TimeoutError, ModbusIOException) as exc:
             if self.serial_gap is None:
                 raise NotConnected(f"{self.where} unit {unit.id}: no answer within {unit.timeout} s") from exc
@@ -229,10 +236,7 @@ class Modbus:
             # decode (their place in the answer is known), the others are bad with the count.
             self.counters["short_responses" if len(regs) < block.count else "long_responses"] += 1
         out = []
-        for t in block.tags:
-            off = t.address - block.start
-            words = regs[off : off + t.width]
-            value, reason = decode(t, words)
+        for t, value, reason, words in block.decode(regs):
             if reason is None:
                 out.append(Reading(t.name, value, now, "good", t.unit))
                 continue

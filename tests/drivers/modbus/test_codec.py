@@ -129,3 +129,26 @@ def test_short_or_long_register_lists_are_bad_not_errors():
 def test_a_scaled_value_past_float_range_is_bad():
     got, reason = decode(_tag("float64", "big", scale=1e300), ModbusClientMixin.convert_to_registers(1e300, DT.FLOAT64))
     assert got is None and "out of range" in reason
+
+
+@st.composite
+def placed_tags(draw):
+    tag = draw(tags())
+    return tag.model_copy(update={"name": f"t{draw(st.integers(0, 10**6))}", "address": draw(st.integers(0, 30))})
+
+
+@fuzz
+@given(st.lists(placed_tags(), min_size=1, max_size=12, unique_by=lambda t: t.name), st.data())
+def test_fuzz_block_decode_is_decode_tag_by_tag(group, data):
+    from drivers.modbus.codec import plan
+
+    for block in plan(group, max_gap=40):
+        regs = data.draw(st.one_of(st.lists(register, min_size=block.count, max_size=block.count), st.lists(register, max_size=block.count + 3)))
+        got = block.decode(regs)
+        assert [g[0] for g in got] == list(block.tags)
+        for tag, value, reason, words in got:
+            off = tag.address - block.start
+            want = decode(tag, regs[off : off + tag.width])
+            assert (repr(value), reason) == (repr(want[0]), want[1])
+            assert type(value) is type(want[0])
+            assert words == (None if reason is None else regs[off : off + tag.width])
