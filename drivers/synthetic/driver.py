@@ -19,7 +19,9 @@ class Synthetic:
     async def connect(self) -> None:
         return None
 
-    async def readings(self) -> AsyncIterator[Reading]:
+    async def readings(self) -> AsyncIterator[list[Reading]]:
+        """One list per tick, like a PLC poll; a crash or the limit ends the tick's list early, and
+        the readings made before it are yielded first."""
         cfg = self.cfg
         interval = max(TICK, 1.0 / cfg.rate)
         per_tick = cfg.rate * interval
@@ -30,18 +32,26 @@ class Synthetic:
             n = int(due)
             due -= n
             now = time.time()
+            poll: list[Reading] = []
             for _ in range(n):
                 i = self.count
+                if cfg.crash_every and i % cfg.crash_every == cfg.crash_every - 1:
+                    self.count += 1
+                    if poll:
+                        yield poll
+                    raise _crash(cfg.crash_with, i)
                 self.count += 1
                 tag = names[i % cfg.tags]
-                if cfg.crash_every and i % cfg.crash_every == cfg.crash_every - 1:
-                    raise _crash(cfg.crash_with, i)
                 if cfg.bad_every and i % cfg.bad_every == cfg.bad_every - 1:
-                    yield Reading(tag, None, now, "bad", cfg.unit, "synthetic fault")
+                    poll.append(Reading(tag, None, now, "bad", cfg.unit, "synthetic fault"))
                 else:
-                    yield Reading(tag, round(50 + 20 * math.sin(i / 500), 3), now, "good", cfg.unit)
+                    poll.append(Reading(tag, round(50 + 20 * math.sin(i / 500), 3), now, "good", cfg.unit))
                 if cfg.limit is not None and self.count >= cfg.limit:
-                    return
+                    break
+            if poll:
+                yield poll
+            if cfg.limit is not None and self.count >= cfg.limit:
+                return
 
     async def aclose(self) -> None:
         return None

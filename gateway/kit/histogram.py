@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Iterable
 
 PERIOD_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)  # poll periods, seconds
@@ -34,3 +36,37 @@ class Histogram:
 
 def _float(x: float) -> str:
     return repr(float(x))
+
+
+class Recent:
+    """Quantiles of the last `rows` observations, kept as (value, count) runs: the records of one
+    message share their latency, so a PUBACK costs one append, not one per record."""
+
+    __slots__ = ("runs", "rows", "limit")
+
+    def __init__(self, rows: int):
+        self.runs: deque[tuple[float, int]] = deque()
+        self.rows = 0
+        self.limit = rows
+
+    def observe(self, value: float, n: int = 1) -> None:
+        self.runs.append((value, n))
+        self.rows += n
+        while self.rows - self.runs[0][1] >= self.limit:
+            self.rows -= self.runs.popleft()[1]
+
+    def quantiles(self, *qs: float) -> list[float]:
+        """Nearest-rank quantiles (0 < q <= 1) of the observations kept."""
+        ranked = sorted(self.runs)
+        out = []
+        for q in qs:
+            rank, seen = max(1, math.ceil(q * self.rows)), 0
+            for value, n in ranked:
+                seen += n
+                if seen >= rank:
+                    out.append(value)
+                    break
+        return out
+
+    def max(self) -> float:
+        return max(v for v, _ in self.runs)

@@ -29,9 +29,8 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
-import statistics
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -50,7 +49,7 @@ from gateway.capture.supervisor import backoff
 from gateway.northbound.settings import MqttConfig
 from gateway.northbound.sink import Feed
 from gateway.errors import Traced, describe
-from gateway.kit.histogram import LATENCY_BUCKETS, Histogram
+from gateway.kit.histogram import LATENCY_BUCKETS, Histogram, Recent
 from gateway.station.commands import Incoming, Reply
 
 log = structlog.get_logger("gateway.northbound.mqtt")
@@ -116,6 +115,11 @@ class PahoHooks:
         elif not fut.done():
             fut.set_result(reason_code)
 
+    def connected(self) -> None:
+        """Stop listening to paho's log once connected: while `on_log` is set, paho formats a line
+        for every packet, and only the reason of a failed connect is wanted."""
+        self.paho.on_log = None
+
     def _on_log(self, client, userdata, level, text) -> None:
         if level == mqtt.MQTT_LOG_ERR:
             self.last_error = text
@@ -153,7 +157,7 @@ class JsonSink:
         self.inflight = 0
         self.connects = 0
         self.client: aiomqtt.Client | None = None
-        self.latency: deque[float] = deque(maxlen=20_000)  # ingest -> PUBACK, seconds, recent rows
+        self.latency = Recent(20_000)  # ingest -> PUBACK, seconds, of the most recent rows
         self.latency_hist = Histogram(LATENCY_BUCKETS)  # the same, every row since start, for /metrics
         self.last_dead: dict[str, Any] | None = None  # the latest dead-letter reason, for status
         self.published: Counter[tuple[str, str]] = Counter()  # records acknowledged, per (device, type)
@@ -187,10 +191,10 @@ class JsonSink:
 
     def latency_ms(self) -> dict[str, float] | None:
         """Ingest-to-PUBACK latency of the most recent rows (p50, p99, max) in milliseconds."""
-        if len(self.latency) < 2:
+        if self.latency.rows < 2:
             return None
-        q = statistics.quantiles(self.latency, n=100, method="inclusive")
-        return {"p50": round(q[49] * 1000, 2), "p99": round(q[98] * 1000, 2), "max": round(max(self.latency) * 1000, 2), "rows": len(self.latency)}
+        p50, p99 = self.latency.quantiles(0.5, 0.99)
+        return {"p50": round(p50 * 1000, 2), "p99": round(p99 * 1000, 2), "max": round(self.latency.max() * 1000, 2), "rows": self.latency.rows}
 
     def _client(self) -> aiomqtt.Client:
         m = self.mqtt
@@ -225,6 +229,7 @@ class JsonSink:
                 client = self._client()
                 self.hooks = PahoHooks(client)
                 async with client:
+                    self.hooks.connected()
                     # aiomqtt warns on every publish beyond this many pending; we bound in-flight ourselves.
                     client.pending_calls_threshold = 1 << 30
                     try:
@@ -393,11 +398,9 @@ class JsonSink:
                 self.sent_messages += 1
                 self.published[key[1], key[2]] += len(seqs)
                 now = time.time()
-                observe = self.latency_hist.observe
                 for at, n in Counter(ats).items():  # records of a chunk share their ingest time
-                    w = now - at
-                    observe(w, n)
-                    self.latency.extend((w,) * n)
+                    self.latency_hist.observe(now - at, n)
+                    self.latency.observe(now - at, n)
             elif code.value in RETRY_CODES:
                 raise aiomqtt.MqttError(f"the broker refused a message for now (PUBACK 0x{code.value:02X} {code}); reconnecting to send it again")
             else:

@@ -187,6 +187,7 @@ class SparkplugSink:
             # UNSUBACK is seen before that UNSUBACK acknowledges anything.
             paho.message_callback_add(self.state_topic, self._on_state)
         async with client:
+            self.hooks.connected()
             client.pending_calls_threshold = 1 << 30
             self.client = client
             self.connects += 1
