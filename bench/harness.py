@@ -63,6 +63,8 @@ class Sample:
     read: int
     published: int
     oldest_age: float | None
+    commits: int = 0
+    messages: int = 0
 
 
 @dataclass
@@ -87,6 +89,7 @@ class Result:
         print(f"  backlog          start {start.rows + start.pending:6d}   middle {mid.rows + mid.pending:6d}   end {end.rows + end.pending:6d}"
               f"   max {max(x.rows + x.pending for x in s):6d} rows   (oldest unsent at end: {_age(end.oldest_age)})")
         per = self.cpu_percent / 100 * self.seconds / max(self.readings, 1) * 1e6
+        print(f"  commits          {(end.commits - start.commits) / self.seconds:6.1f} /s   MQTT messages {(end.messages - start.messages) / self.seconds:6.1f} /s")
         print(f"  gateway process  CPU {self.cpu_percent:5.1f} % of one core = {per:.1f} us per data point   RSS {self.rss_mb:5.1f} MB   discarded {self.discarded}")
 
 
@@ -176,7 +179,8 @@ async def pipeline(devices: list[dict[str, Any]], seconds: float, mqtt: dict[str
 
 def _sample(st: dict[str, Any], t: float) -> Sample:
     b, c = st["buffer"], st["counters"]
-    return Sample(t, b["rows"], b["pending_commit"], c["read"], c["published"], b["oldest_unsent_age"])
+    return Sample(t, b["rows"], b["pending_commit"], c["read"], c["published"], b["oldest_unsent_age"], b.get("commits", 0),
+                  (st.get("broker") or {}).get("messages", 0))
 
 
 async def driver_alone(drivers: list[Any], seconds: float) -> None:

@@ -69,6 +69,10 @@ class BufferConfig(Strict):
         "and context events are never discarded. Every discarded row is counted and its seq range recorded.",
     )
     commit_interval: float = Field(default=0.01, gt=0, le=1, description="Longest wait in seconds before a group commit.")
+    commit_quiet: float = Field(
+        default=0.002, ge=0, le=1,
+        description="Commit sooner, once no record came for this many seconds: a poll's burst is one commit without waiting out commit_interval (0: always wait commit_interval).",
+    )
     commit_rows: int = Field(default=2000, ge=1, description="Rows that trigger a group commit at once.")
     synchronous: Literal["full", "normal"] = Field(
         default="full", description="SQLite synchronous mode: full survives a power cut; normal may lose the last commits."

@@ -158,6 +158,7 @@ class Gateway:
                 "bytes": st.bytes,
                 "oldest_unsent_age": round(time.time() - oldest, 3) if oldest else None,
                 "pending_commit": self.log.pending(),
+                "commits": self.log.commits,
                 "disk_free": self.log.disk_free(),
                 "dead_letter_rows": st.dead_rows,
                 "dead_letter_bytes": st.dead_bytes,

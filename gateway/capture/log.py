@@ -6,8 +6,9 @@ Invariants. Code below must keep them; tests in tests/gateway/capture/test_log*.
 1. Captured means committed. `put()` only queues a record in memory; it is captured when the group
    commit that holds it returns. Nothing is acknowledged to a device or an operator before that:
    `committed(ticket)` resolves only after the commit.
-2. Group commit. Records are written in one transaction every `commit_interval` seconds or every
-   `commit_rows` records, whichever comes first, so fsync is paid once per batch. Telemetry of one
+2. Group commit. Records are written in one transaction once `commit_rows` are queued, once
+   none came for `commit_quiet`, or at the latest `commit_interval` after the first, so fsync is
+   paid once per batch (a poll's burst, or all the polls that fell due together). Telemetry of one
    device and one context queued in one interval is one row (a chunk) holding contiguous seqs.
 3. `seq` is contiguous within a commit, strictly increasing, never reused: the next seq is kept in
    `meta` and written in the same transaction as the records, and a new file starts at
@@ -138,6 +139,7 @@ class Log:
         self._dead: list[tuple[str, int, int, str]] = []
         self._batch = 0
         self._done = -1
+        self.commits = 0  # transactions since start (group commits, cursor updates)
         self._waiters: dict[int, asyncio.Future] = {}
         self._wake = asyncio.Event()
         self._work = asyncio.Event()
@@ -355,15 +357,30 @@ class Log:
                     except TimeoutError:
                         pass
                 if self._wake.is_set() and self._records < self.cfg.commit_rows:
-                    try:
-                        async with asyncio.timeout(self.cfg.commit_interval):
-                            await self._full.wait()
-                    except TimeoutError:
-                        pass
+                    await self._linger()
                 try:
                     await self.flush()
                 except BufferError:
                     await asyncio.sleep(0.5)  # the disk refused; the batch is kept, try again shortly
+
+    async def _linger(self) -> None:
+        """Let a batch grow: until `commit_rows` are queued (or an urgent record), `commit_interval`
+        passed, or no record came for `commit_quiet` (a poll's burst is over). A debounce timer, not
+        a poll per record: put() stays free of wake-ups."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.cfg.commit_interval
+        quiet = self.cfg.commit_quiet
+        seen = -1
+        while not self._full.is_set() and self._records != seen:
+            left = deadline - loop.time()
+            if left <= 0:
+                return
+            seen = self._records
+            try:
+                async with asyncio.timeout(min(quiet, left) if quiet else left):
+                    await self._full.wait()
+            except TimeoutError:
+                pass
 
     async def flush(self, timeout: float = FLUSH_TIMEOUT, everything: bool = False) -> None:
         """Commit everything queued now, or raise BufferError within `timeout` seconds.
@@ -450,6 +467,7 @@ class Log:
         except BaseException:
             await db.rollback()
             raise
+        self.commits += 1
         self._after(plan)
         return result
 

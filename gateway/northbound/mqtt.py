@@ -58,6 +58,7 @@ FETCH = 5000  # records read from the feed at once
 # PUBACK reason codes that may pass (packet identifier in use, quota exceeded): reconnect and send again
 # rather than dead-letter. Every other code >= 0x80 refuses the message for good.
 RETRY_CODES = {0x91, 0x97}
+LATENCY_ROWS = 5_000  # the status's latency figures are those of the last rows acknowledged
 # MQTT 5 session expiry: never (0xFFFFFFFF), like a 3.1.1 session with clean_session=False.
 SESSION_EXPIRY = 0xFFFFFFFF
 
@@ -157,7 +158,7 @@ class JsonSink:
         self.inflight = 0
         self.connects = 0
         self.client: aiomqtt.Client | None = None
-        self.latency = Recent(20_000)  # ingest -> PUBACK, seconds, of the most recent rows
+        self.latency = Recent(LATENCY_ROWS)  # ingest -> PUBACK, seconds, of the most recent rows
         self.latency_hist = Histogram(LATENCY_BUCKETS)  # the same, every row since start, for /metrics
         self.last_dead: dict[str, Any] | None = None  # the latest dead-letter reason, for status
         self.published: Counter[tuple[str, str]] = Counter()  # records acknowledged, per (device, type)

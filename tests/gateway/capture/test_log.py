@@ -57,6 +57,33 @@ async def test_a_poll_of_one_device_is_one_row_of_contiguous_seqs(tmp_path):
     assert [r["value"] for _, r in recs if r["device"] == "plc0"] == list(range(0, 500, 2))
 
 
+async def test_a_burst_commits_once_it_is_quiet_without_waiting_out_the_interval(tmp_path):
+    async with open_log(tmp_path, commit_interval=1.0, commit_quiet=0.05) as box:
+        writer = asyncio.create_task(box.run())
+        burst = []
+        for i in range(5):  # records closer together than commit_quiet: one batch
+            burst.append(tel(box, i))
+            await asyncio.sleep(0.005)
+        assert len(set(burst)) == 1
+        # Quiet for 50 ms: committed long before the 1 s interval is out.
+        await asyncio.wait_for(box.committed(burst[-1]), 0.5)
+        later = tel(box, 9)
+        assert later != burst[-1]  # after the commit: the next batch
+        await asyncio.wait_for(box.committed(later), 0.5)
+        assert len(await take(box)) == 6
+        writer.cancel()
+
+
+async def test_without_commit_quiet_a_batch_waits_out_the_interval(tmp_path):
+    async with open_log(tmp_path, commit_interval=0.3, commit_quiet=0) as box:
+        writer = asyncio.create_task(box.run())
+        ticket = tel(box, 1)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(box.committed(ticket)), 0.1)
+        await box.committed(ticket)
+        writer.cancel()
+
+
 async def test_a_context_change_starts_a_new_chunk(tmp_path):
     async with open_log(tmp_path) as box:
         tel(box, 1, context="ctx-1")
