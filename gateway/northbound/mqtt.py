@@ -32,6 +32,7 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import aiomqtt
@@ -79,7 +80,7 @@ class PahoHooks:
         self.client = client
         self.paho = client._client
         self.loop = asyncio.get_running_loop()
-        self.acks: dict[int, asyncio.Future] = {}
+        self.acks: dict[int, asyncio.Future | Callable[[int, ReasonCode], None]] = {}
         self.last_error: str | None = None
         self._aiomqtt_on_publish = self.paho.on_publish
         self._aiomqtt_on_disconnect = self.paho.on_disconnect
@@ -90,13 +91,19 @@ class PahoHooks:
     def send(self, topic: str, payload: bytes) -> tuple[int, asyncio.Future]:
         """Hand a QoS 1 message to the connection now (so messages keep the order of the calls);
         the future resolves with its PUBACK reason code."""
+        fut = self.loop.create_future()
+        return self.send_then(topic, payload, fut), fut
+
+    def send_then(self, topic: str, payload: bytes, then: asyncio.Future | Callable[[int, ReasonCode], None]) -> int:
+        """`send()` with `then` resolved, or called with (mid, reason code), on the PUBACK: a callback
+        costs no task and no timer per message; a PUBACK that never comes is the caller's watch."""
         info = self.paho.publish(topic, payload, qos=1)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             raise aiomqtt.MqttCodeError(info.rc, "Could not publish message")
         # The PUBACK is read by a socket callback on this same event loop, so it cannot have arrived
-        # before the future is in place.
-        fut = self.acks[info.mid] = self.loop.create_future()
-        return info.mid, fut
+        # before `then` is in place.
+        self.acks[info.mid] = then
+        return info.mid
 
     async def publish(self, topic: str, payload: bytes) -> ReasonCode:
         """Publish at QoS 1 and return the broker's PUBACK reason code (always success in MQTT 3.1.1)."""
@@ -110,11 +117,15 @@ class PahoHooks:
             self.acks.pop(mid, None)
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
-        fut = self.acks.get(mid)
-        if fut is None:
+        then = self.acks.get(mid)
+        if then is None:
             self._aiomqtt_on_publish(client, userdata, mid, reason_code, properties)
-        elif not fut.done():
-            fut.set_result(reason_code)
+        elif isinstance(then, asyncio.Future):
+            if not then.done():
+                then.set_result(reason_code)
+        else:
+            del self.acks[mid]
+            then(mid, reason_code)
 
     def connected(self) -> None:
         """Stop listening to paho's log once connected: while `on_log` is set, paho formats a line
@@ -134,6 +145,17 @@ class PahoHooks:
     def _fail_connect(self, connected: asyncio.Future, reason_code) -> None:
         if not connected.done():
             connected.set_exception(aiomqtt.MqttError(self.last_error or f"connection closed before CONNACK ({reason_code})"))
+
+
+@dataclass(slots=True)
+class Sent:
+    """A message awaiting its PUBACK."""
+
+    topic: str
+    key: tuple[str, str, str]
+    seqs: list[int]
+    ats: list[float]  # the records' ingest times
+    sent: float  # loop time
 
 
 class JsonSink:
@@ -165,6 +187,9 @@ class JsonSink:
         self.refused_rows: Counter[tuple[str, str]] = Counter()  # records dead-lettered, per (device, type)
         self.idle = asyncio.Event()  # set while nothing awaits a PUBACK
         self.idle.set()
+        self._pending: dict[int, Sent] = {}  # mid -> message awaiting its PUBACK, in the order sent
+        self._space = asyncio.Event()  # set when a PUBACK made room in the window
+        self._broken: asyncio.Future | None = None  # per session: its end, when a PUBACK asks for it
         self.warnings: list[str] = []
         if sink.tls and not sink.tls.check_hostname:
             # The certificate is still verified against the CA, but any broker holding one passes.
@@ -282,12 +307,22 @@ class JsonSink:
         await self._subscribe(client)
         # Connected once the session is complete: online announced, MES commands subscribed.
         self._set("connected", None)
+        self._pending.clear()
+        self._broken = asyncio.get_running_loop().create_future()
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._commands(client))
-                await self._send(client, tg)
+                tg.create_task(self._watch(client.timeout))
+                await self._send()
         except* aiomqtt.MqttError as eg:
             raise eg.exceptions[0] from None
+        finally:
+            self._pending.clear()  # rewound by run(): sent again on the next connection
+            self._idle()
+            if self._broken.done():
+                self._broken.exception()  # retrieved: the session ended for this or for another reason
+            else:
+                self._broken.cancel()
 
     async def _subscribe(self, client: aiomqtt.Client) -> None:
         if self.on_command is None:
@@ -329,11 +364,12 @@ class JsonSink:
     def topic(self, station: str, device: str, type_: str) -> str:
         return topic(self.base, station, device, type_)
 
-    async def _send(self, client: aiomqtt.Client, tg: asyncio.TaskGroup) -> None:
-        window = asyncio.Semaphore(self.mqtt.max_inflight)
+    async def _send(self) -> None:
         pack = self.mqtt.max_pack
+        most = self.mqtt.max_inflight
         feed = self.feed
-        assert feed is not None
+        assert feed is not None and self.hooks is not None
+        send, pending = self.hooks.send_then, self._pending
         while True:
             chunks = await feed.next(FETCH)
             # Group by topic, keeping seq order inside each group.
@@ -348,10 +384,59 @@ class JsonSink:
                 topic = self.topic(*key)
                 for i in range(0, len(items), pack):
                     for seqs, body, ats in self._messages(items[i : i + pack], key):
-                        await window.acquire()
-                        self.inflight += 1
+                        while len(pending) >= most:
+                            self._space.clear()
+                            await self._space.wait()
+                        mid = send(topic, body, self._acked)
+                        pending[mid] = Sent(topic, key, seqs, ats, time.monotonic())
+                        self.inflight = len(pending)
                         self.idle.clear()
-                        tg.create_task(self._publish(client, window, topic, key, body, seqs, ats))
+
+    async def _watch(self, timeout: float) -> None:
+        """End the session when a PUBACK is overdue, or when a PUBACK asked for it (`_broken`)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            oldest = next(iter(self._pending.values()), None)  # in the order sent
+            wait = timeout if oldest is None else oldest.sent + timeout - loop.time()
+            if wait <= 0:
+                raise aiomqtt.MqttError(f"no PUBACK within {timeout:g} s")
+            try:
+                async with asyncio.timeout(wait):
+                    await asyncio.shield(self._broken)
+            except TimeoutError:
+                continue
+
+    def _acked(self, mid: int, code: ReasonCode) -> None:
+        """A PUBACK, called by paho's read path: acknowledge, dead-letter or retry the message's records."""
+        msg = self._pending.pop(mid, None)
+        if msg is None or self._broken is None or self._broken.done():
+            return
+        try:
+            if not code.is_failure:
+                for a, b in runs(msg.seqs):
+                    self.feed.ack(a, b)
+                self.sent_messages += 1
+                self.published[msg.key[1], msg.key[2]] += len(msg.seqs)
+                now = time.time()
+                for at, n in Counter(msg.ats).items():  # records of a chunk share their ingest time
+                    self.latency_hist.observe(now - at, n)
+                    self.latency.observe(now - at, n)
+            elif code.value in RETRY_CODES:
+                raise aiomqtt.MqttError(f"the broker refused a message for now (PUBACK 0x{code.value:02X} {code}); reconnecting to send it again")
+            else:
+                self._refused(msg.topic, msg.key, msg.seqs, code)
+        except Exception as exc:  # noqa: BLE001 - not contained here: it ends the session, like a task of it would
+            self._broken.set_exception(exc)
+            return
+        self.inflight = len(self._pending)
+        self._space.set()
+        if not self._pending:
+            self.idle.set()
+
+    def _idle(self) -> None:
+        self.inflight = 0
+        self.idle.set()
+        self._space.set()
 
     def _messages(self, items: list[tuple[int, bytes, float]], key: tuple[str, str, str]):
         """Yield (seqs, payload, ingest times) messages within max_payload; a record too big
@@ -388,29 +473,6 @@ class JsonSink:
         self.feed.dead(seq, seq, reason)
         self.refused_rows[key[1], key[2]] += 1
         self.last_dead = {"reason": reason, "at": time.time()}
-
-    async def _publish(self, client: aiomqtt.Client, window: asyncio.Semaphore, topic: str, key: tuple[str, str, str],
-                       body: bytes, seqs: list[int], ats: list[float]) -> None:
-        try:
-            code = await self.hooks.publish(topic, body)
-            if not code.is_failure:
-                for a, b in runs(seqs):
-                    self.feed.ack(a, b)
-                self.sent_messages += 1
-                self.published[key[1], key[2]] += len(seqs)
-                now = time.time()
-                for at, n in Counter(ats).items():  # records of a chunk share their ingest time
-                    self.latency_hist.observe(now - at, n)
-                    self.latency.observe(now - at, n)
-            elif code.value in RETRY_CODES:
-                raise aiomqtt.MqttError(f"the broker refused a message for now (PUBACK 0x{code.value:02X} {code}); reconnecting to send it again")
-            else:
-                self._refused(topic, key, seqs, code)
-        finally:
-            self.inflight -= 1
-            if not self.inflight:
-                self.idle.set()
-            window.release()
 
     def _refused(self, topic: str, key: tuple[str, str, str], seqs: list[int], code: ReasonCode) -> None:
         """The broker refused the message for good: dead-letter its records with the reason; log once per
