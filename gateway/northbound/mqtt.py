@@ -31,8 +31,7 @@ import re
 import ssl
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import aiomqtt
@@ -48,7 +47,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from gateway.capture.record import wire
 from gateway.capture.supervisor import backoff
 from gateway.northbound.settings import MqttConfig
-from gateway.northbound.sink import Feed
+from gateway.northbound.sink import Chunk, Feed
 from gateway.errors import Traced, describe
 from gateway.kit.histogram import LATENCY_BUCKETS, Histogram, Recent
 from gateway.station.commands import Incoming, Reply
@@ -147,15 +146,41 @@ class PahoHooks:
             connected.set_exception(aiomqtt.MqttError(self.last_error or f"connection closed before CONNACK ({reason_code})"))
 
 
-@dataclass(slots=True)
 class Sent:
-    """A message awaiting its PUBACK."""
+    """One message: its records as runs of seqs and of ingest times, its body until it is sent."""
 
-    topic: str
-    key: tuple[str, str, str]
-    seqs: list[int]
-    ats: list[float]  # the records' ingest times
-    sent: float  # loop time
+    __slots__ = ("key", "topic", "parts", "runs", "ats", "count", "size", "body", "sent")
+
+    def __init__(self, key: tuple[str, str, str]):
+        self.key = key
+        self.topic = ""
+        self.parts: list[bytes] = []
+        self.runs: list[list[int]] = []  # [first, last] seqs
+        self.ats: list[list] = []  # [ingest time, records]
+        self.count = 0
+        self.size = 2  # the brackets of the array
+        self.body = b""
+        self.sent = 0.0  # loop time
+
+    def add(self, bodies: list[bytes], size: int, first: int, at: float) -> None:
+        """Records first, first+1, … of one chunk (so of one ingest time), already encoded."""
+        n = len(bodies)
+        self.parts.extend(bodies)
+        self.count += n
+        self.size += size
+        if self.runs and self.runs[-1][1] == first - 1:
+            self.runs[-1][1] = first + n - 1
+        else:
+            self.runs.append([first, first + n - 1])
+        if self.ats and self.ats[-1][0] == at:
+            self.ats[-1][1] += n
+        else:
+            self.ats.append([at, n])
+
+    def seal(self, pack: int) -> Sent:
+        self.body = self.parts[0] if pack == 1 else b"[" + b",".join(self.parts) + b"]"
+        self.parts = []
+        return self
 
 
 class JsonSink:
@@ -373,24 +398,21 @@ class JsonSink:
         while True:
             chunks = await feed.next(FETCH)
             # Group by topic, keeping seq order inside each group.
-            groups: dict[tuple[str, str, str], list[tuple[int, bytes, float]]] = {}
+            groups: dict[tuple[str, str, str], list[Chunk]] = {}
             for c in chunks:
-                items = groups.setdefault((c.station, c.device, c.type), [])
-                seq, h, at = c.first, c.head, c.at
-                for line in c.lines():
-                    items.append((seq, wire(seq, h, line), at))
-                    seq += 1
-            for key, items in groups.items():
+                groups.setdefault((c.station, c.device, c.type), []).append(c)
+            for key, cs in groups.items():
                 topic = self.topic(*key)
-                for i in range(0, len(items), pack):
-                    for seqs, body, ats in self._messages(items[i : i + pack], key):
-                        while len(pending) >= most:
-                            self._space.clear()
-                            await self._space.wait()
-                        mid = send(topic, body, self._acked)
-                        pending[mid] = Sent(topic, key, seqs, ats, time.monotonic())
-                        self.inflight = len(pending)
-                        self.idle.clear()
+                for msg in self._messages(cs, key):
+                    while len(pending) >= most:
+                        self._space.clear()
+                        await self._space.wait()
+                    msg.topic = topic
+                    pending[send(topic, msg.body, self._acked)] = msg
+                    msg.body = b""  # sent: only its seqs are kept for the PUBACK
+                    msg.sent = time.monotonic()
+                    self.inflight = len(pending)
+                    self.idle.clear()
 
     async def _watch(self, timeout: float) -> None:
         """End the session when a PUBACK is overdue, or when a PUBACK asked for it (`_broken`)."""
@@ -413,18 +435,18 @@ class JsonSink:
             return
         try:
             if not code.is_failure:
-                for a, b in runs(msg.seqs):
+                for a, b in msg.runs:
                     self.feed.ack(a, b)
                 self.sent_messages += 1
-                self.published[msg.key[1], msg.key[2]] += len(msg.seqs)
+                self.published[msg.key[1], msg.key[2]] += msg.count
                 now = time.time()
-                for at, n in Counter(msg.ats).items():  # records of a chunk share their ingest time
+                for at, n in msg.ats:  # records of a chunk share their ingest time
                     self.latency_hist.observe(now - at, n)
                     self.latency.observe(now - at, n)
             elif code.value in RETRY_CODES:
                 raise aiomqtt.MqttError(f"the broker refused a message for now (PUBACK 0x{code.value:02X} {code}); reconnecting to send it again")
             else:
-                self._refused(msg.topic, msg.key, msg.seqs, code)
+                self._refused(msg, code)
         except Exception as exc:  # noqa: BLE001 - not contained here: it ends the session, like a task of it would
             self._broken.set_exception(exc)
             return
@@ -438,34 +460,32 @@ class JsonSink:
         self.idle.set()
         self._space.set()
 
-    def _messages(self, items: list[tuple[int, bytes, float]], key: tuple[str, str, str]):
-        """Yield (seqs, payload, ingest times) messages within max_payload; a record too big
-        on its own is dead-lettered."""
-        limit = self.mqtt.max_payload
-        if self.mqtt.max_pack == 1:
-            for seq, body, at in items:
-                if len(body) > limit:
+    def _messages(self, chunks: list[Chunk], key: tuple[str, str, str]) -> Iterator[Sent]:
+        """The records of one topic's chunks as messages of at most `max_pack` records and
+        `max_payload` bytes (a JSON array; one object each when `max_pack` is 1); a record too big on
+        its own is dead-lettered. A chunk that fits is taken whole: per record only its encoding."""
+        pack, limit = self.mqtt.max_pack, self.mqtt.max_payload
+        msg = Sent(key)
+        for c in chunks:
+            h = c.head
+            bodies = [wire(seq, h, line) for seq, line in zip(range(c.first, c.last + 1), c.lines())]
+            size = sum(map(len, bodies)) + len(bodies)
+            if pack > 1 and msg.count + len(bodies) <= pack and msg.size + size <= limit:
+                msg.add(bodies, size, c.first, c.at)
+                continue
+            for seq, body in zip(range(c.first, c.last + 1), bodies):
+                if len(body) + (2 if pack > 1 else 0) > limit:
                     self._too_big(seq, len(body), key)
                     continue
-                yield [seq], body, [at]
-            return
-        parts: list[bytes] = []
-        seqs: list[int] = []
-        ats: list[float] = []
-        size = 2
-        for seq, obj, at in items:
-            if len(obj) + 2 > limit:
-                self._too_big(seq, len(obj), key)
-                continue
-            if parts and size + len(obj) + 1 > limit:
-                yield seqs, b"[" + b",".join(parts) + b"]", ats
-                parts, seqs, ats, size = [], [], [], 2
-            parts.append(obj)
-            seqs.append(seq)
-            ats.append(at)
-            size += len(obj) + 1
-        if parts:
-            yield seqs, b"[" + b",".join(parts) + b"]", ats
+                if msg.count and (msg.count >= pack or msg.size + len(body) + 1 > limit):
+                    yield msg.seal(pack)
+                    msg = Sent(key)
+                msg.add([body], len(body) + 1, seq, c.at)
+            if msg.count >= pack:
+                yield msg.seal(pack)
+                msg = Sent(key)
+        if msg.count:
+            yield msg.seal(pack)
 
     def _too_big(self, seq: int, size: int, key: tuple[str, str, str]) -> None:
         reason = f"record of {size} bytes exceeds mqtt.max_payload ({self.mqtt.max_payload})"
@@ -474,18 +494,18 @@ class JsonSink:
         self.refused_rows[key[1], key[2]] += 1
         self.last_dead = {"reason": reason, "at": time.time()}
 
-    def _refused(self, topic: str, key: tuple[str, str, str], seqs: list[int], code: ReasonCode) -> None:
+    def _refused(self, msg: Sent, code: ReasonCode) -> None:
         """The broker refused the message for good: dead-letter its records with the reason; log once per
         topic and code (every refusal is counted in status as dead_lettered)."""
         reason = f"the broker refused the message: PUBACK reason code 0x{code.value:02X} ({code})"
-        for a, b in runs(seqs):
+        for a, b in msg.runs:
             self.feed.dead(a, b, reason)
         self.last_dead = {"reason": reason, "at": time.time()}
         self.refused_messages += 1
-        self.refused_rows[key[1], key[2]] += len(seqs)
-        if (topic, code.value) not in self._refusals_logged:
-            self._refusals_logged.add((topic, code.value))
-            log.error("message_refused", topic=topic, rows=len(seqs), reason=reason, hint="check the broker's ACL for this user and topic")
+        self.refused_rows[msg.key[1], msg.key[2]] += msg.count
+        if (msg.topic, code.value) not in self._refusals_logged:
+            self._refusals_logged.add((msg.topic, code.value))
+            log.error("message_refused", topic=msg.topic, rows=msg.count, reason=reason, hint="check the broker's ACL for this user and topic")
 
     def _crashed(self, exc: Exception) -> None:
         first = self._traced.first(exc)
