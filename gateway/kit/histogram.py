@@ -56,7 +56,7 @@ class Recent:
             self.rows -= self.runs.popleft()[1]
 
     def quantiles(self, *qs: float) -> list[float]:
-        """Nearest-rank quantiles (0 < q <= 1) of the observations kept."""
+        """Nearest-rank quantiles (0 < q <= 1; 1 is the largest) of the observations kept, from one sort."""
         ranked = sorted(self.runs)
         out = []
         for q in qs:
@@ -67,6 +67,3 @@ class Recent:
                     out.append(value)
                     break
         return out
-
-    def max(self) -> float:
-        return max(v for v, _ in self.runs)

@@ -244,8 +244,8 @@ class JsonSink:
         """Ingest-to-PUBACK latency of the most recent rows (p50, p99, max) in milliseconds."""
         if self.latency.rows < 2:
             return None
-        p50, p99 = self.latency.quantiles(0.5, 0.99)
-        return {"p50": round(p50 * 1000, 2), "p99": round(p99 * 1000, 2), "max": round(self.latency.max() * 1000, 2), "rows": self.latency.rows}
+        p50, p99, top = self.latency.quantiles(0.5, 0.99, 1.0)
+        return {"p50": round(p50 * 1000, 2), "p99": round(p99 * 1000, 2), "max": round(top * 1000, 2), "rows": self.latency.rows}
 
     def _client(self) -> aiomqtt.Client:
         m = self.mqtt
