@@ -7,15 +7,15 @@ Invariants:
   undecodable text); the caller keeps the raw bytes then. A good number is always finite.
 - Scale and offset apply to numeric types only; bits, bools and strings pass unchanged.
 - A string ends at its first NUL (terminator and padding); blanks are the PLC's data and are kept.
-- `Block.decode(regs)` gives exactly what `decode` gives tag by tag; numbers in plain byte orders are
-  unpacked straight from the answer's bytes (one C call per tag), everything else goes through `decode`.
+- `Block.decode(regs)` gives exactly what `decode` gives tag by tag. Numbers in plain byte orders are
+  unpacked straight from the answer's bytes: a block of big-endian numbers that do not overlap in one
+  C call, others one call per tag; everything else goes through `decode`.
 """
 
 from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,47 +34,79 @@ class Block:
     start: int
     count: int
     tags: tuple[Tag, ...]
-    fast: tuple = field(init=False, repr=False, compare=False)  # per tag: (tag, offset, unpack or None)
-    words: struct.Struct | None = field(init=False, repr=False, compare=False)
+    fast: tuple = field(init=False, repr=False, compare=False)  # per tag: (offset, unpack or None)
+    words: struct.Struct | None = field(init=False, repr=False, compare=False)  # the answer's registers as bytes
+    whole: struct.Struct | None = field(init=False, repr=False, compare=False)  # every tag in one call, when it can
+    post: tuple[int, ...] = field(init=False, repr=False, compare=False)  # tags whose raw number needs _number
 
     def __post_init__(self) -> None:
         registers = self.table in ("holding", "input")
-        object.__setattr__(self, "fast", tuple((t, t.address - self.start, _unpacker(t) if registers else None) for t in self.tags))
-        object.__setattr__(self, "words", struct.Struct(f">{self.count}H") if registers else None)
+        unpackers = [_unpacker(t) if registers else None for t in self.tags]
+        put = object.__setattr__
+        put(self, "fast", tuple((t.address - self.start, u and u.unpack_from) for t, u in zip(self.tags, unpackers)))
+        put(self, "words", struct.Struct(f">{self.count}H") if registers else None)
+        put(self, "whole", _whole(self, unpackers) if registers else None)
+        put(self, "post", tuple(i for i, t in enumerate(self.tags) if not _plain(t)))
 
-    def decode(self, regs: list[int]) -> list[tuple[Tag, Any, str | None, list[int]]]:
-        """(tag, value, reason, its registers) for every tag; `regs` may be shorter or longer than asked."""
+    def decode(self, regs: list[int]) -> tuple[list[Any], list[tuple[int, str, list[int]]]]:
+        """The tags' values in order (None where bad) and the bad ones as (index, reason, their
+        registers); `regs` may be shorter or longer than asked."""
         data = None
         if self.words is not None and len(regs) == self.count:
             try:
                 data = self.words.pack(*regs)
             except struct.error:  # a register outside 0..65535 (a foreign client object): the slow path masks it
                 data = None
-        out = []
-        for t, off, unpack in self.fast:
+        faults: list[tuple[int, str, list[int]]] = []
+        if data is not None and self.whole is not None:
+            values = list(self.whole.unpack_from(data))
+            for i in self.post:
+                t = self.tags[i]
+                values[i], reason = _number(t, values[i])
+                if reason is not None:
+                    off = t.address - self.start
+                    faults.append((i, reason, regs[off : off + t.width]))
+            return values, faults
+        values = []
+        for i, (t, (off, unpack)) in enumerate(zip(self.tags, self.fast)):
             if data is not None and unpack is not None:
-                raw = unpack(data, off * 2)[0]
-                if type(raw) is int and t.scale == 1.0 and t.offset == 0.0:
-                    out.append((t, raw, None, None))
-                    continue
-                value, reason = _number(t, raw)
-                out.append((t, value, reason, None if reason is None else regs[off : off + t.width]))
-                continue
-            words = regs[off : off + t.width]
-            value, reason = decode(t, words)
-            out.append((t, value, reason, None if reason is None else words))
-        return out
+                value, reason = _number(t, unpack(data, off * 2)[0])
+                words = regs[off : off + t.width]
+            else:
+                words = regs[off : off + t.width]
+                value, reason = decode(t, words)
+            values.append(value)
+            if reason is not None:
+                faults.append((i, reason, words))
+        return values, faults
 
 
-def _unpacker(tag: Tag) -> Callable[[bytes, int], tuple] | None:
-    """`struct.unpack_from` for a number whose registers are plain big- or little-endian bytes, else None."""
+def _plain(tag: Tag) -> bool:
+    """An integer taken as it is: no check, no scale."""
+    return tag.type in FORMAT and not tag.type.startswith("float") and tag.scale == 1.0 and tag.offset == 0.0
+
+
+def _unpacker(tag: Tag) -> struct.Struct | None:
+    """The struct for a number whose registers are plain big- or little-endian bytes, else None."""
     if tag.type not in FORMAT:
         return None
     if tag.word_order == tag.byte_order == "big":
-        return struct.Struct(">" + FORMAT[tag.type]).unpack_from
+        return struct.Struct(">" + FORMAT[tag.type])
     if tag.word_order == tag.byte_order == "little" or (WIDTH[tag.type] == 1 and tag.byte_order == "little"):
-        return struct.Struct("<" + FORMAT[tag.type]).unpack_from  # every byte reversed: little-endian
+        return struct.Struct("<" + FORMAT[tag.type])  # every byte reversed: little-endian
     return None
+
+
+def _whole(block: Block, unpackers: list[struct.Struct | None]) -> struct.Struct | None:
+    """One struct for every tag of the block (pad bytes between them), when they are all big-endian
+    numbers in address order that do not overlap."""
+    fmt, at = [">"], block.start
+    for t, u in zip(block.tags, unpackers):
+        if u is None or not u.format.startswith(">") or t.address < at:
+            return None
+        fmt.append(f"{(t.address - at) * 2}x{FORMAT[t.type]}")
+        at = t.address + t.width
+    return struct.Struct("".join(fmt))
 
 
 def plan(tags: list[Tag], max_gap: int, max_registers: int = 125) -> list[Block]:

@@ -235,17 +235,16 @@ class Modbus:
             # A device answering with another count than asked: tags whose registers are all there still
             # decode (their place in the answer is known), the others are bad with the count.
             self.counters["short_responses" if len(regs) < block.count else "long_responses"] += 1
-        out = []
-        for t, value, reason, words in block.decode(regs):
-            if reason is None:
-                out.append(Reading(t.name, value, now, "good", t.unit))
-                continue
+        values, faults = block.decode(regs)
+        out = [Reading(t.name, v, now, "good", t.unit) for t, v in zip(block.tags, values)]
+        for i, reason, words in faults:
+            t = block.tags[i]
             if len(words) < t.width:
                 reason = f"answer holds {len(regs)} of {block.count} registers asked"
             else:
                 self.counters["decode_errors"] += 1
             raw = b"".join((w & 0xFFFF).to_bytes(2, "big") for w in words)
-            out.append(Reading(t.name, None, now, "bad", t.unit, reason, raw=raw))
+            out[i] = Reading(t.name, None, now, "bad", t.unit, reason, raw=raw)
         return out
 
     @staticmethod

@@ -144,11 +144,32 @@ def test_fuzz_block_decode_is_decode_tag_by_tag(group, data):
 
     for block in plan(group, max_gap=40):
         regs = data.draw(st.one_of(st.lists(register, min_size=block.count, max_size=block.count), st.lists(register, max_size=block.count + 3)))
-        got = block.decode(regs)
-        assert [g[0] for g in got] == list(block.tags)
-        for tag, value, reason, words in got:
+        values, faults = block.decode(regs)
+        bad = {i: (reason, words) for i, reason, words in faults}
+        assert len(values) == len(block.tags) and len(bad) == len(faults)
+        for i, tag in enumerate(block.tags):
             off = tag.address - block.start
-            want = decode(tag, regs[off : off + tag.width])
-            assert (repr(value), reason) == (repr(want[0]), want[1])
-            assert type(value) is type(want[0])
-            assert words == (None if reason is None else regs[off : off + tag.width])
+            want, reason = decode(tag, regs[off : off + tag.width])
+            assert (repr(values[i]), type(values[i])) == (repr(want), type(want))
+            assert bad.get(i) == (None if reason is None else (reason, regs[off : off + tag.width]))
+
+
+@fuzz
+@given(st.lists(st.tuples(st.sampled_from(NUMERIC), st.integers(0, 3), st.one_of(st.just(1.0), finite)), min_size=1, max_size=15), st.data())  # within 125 registers
+def test_fuzz_a_block_of_big_endian_numbers_is_unpacked_in_one_call_and_agrees(specs, data):
+    from drivers.modbus.codec import plan
+
+    tags, at = [], 0
+    for i, (type_, gap, scale) in enumerate(specs):
+        at += gap
+        tags.append(Tag(name=f"t{i}", address=at, type=type_, scale=scale))
+        at += WIDTH[type_]
+    (block,) = plan(tags, max_gap=3)
+    assert block.whole is not None
+    regs = data.draw(st.lists(register, min_size=block.count, max_size=block.count))
+    values, faults = block.decode(regs)
+    bad = {i: reason for i, reason, _ in faults}
+    for i, tag in enumerate(block.tags):
+        off = tag.address - block.start
+        want, reason = decode(tag, regs[off : off + tag.width])
+        assert (repr(values[i]), bad.get(i)) == (repr(want), reason)
