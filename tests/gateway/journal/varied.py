@@ -1,7 +1,7 @@
 """A seeded journal with most of what a trace meets: contexts of one order meeting in one minute (a
 changeover), a lot changed mid-context, a context still running, minutes without records, values
 of every kind (full-precision floats, integers, text, bad quality), alarms with limits, an
-environmental sensor, dead letters, discards with and without seqs, and a sink cursor mid-way.
+environmental sensor, an order of two contexts apart, dead letters, discards with and without seqs, and a sink cursor mid-way.
 
 `QUERIES` are the trace queries asked of it (name -> kind, key, opts); `answers(path)` their answers.
 The answers the trace gave before its fast paths are kept in trace_answers.json."""
@@ -95,6 +95,13 @@ def build(path: Path, seed: int = 5) -> None:
     scan("st20", T0 + 500, "B-9")
     at_(T0 + 700, w.context, "st20", "operator_out", T0 + 700, operators=[OPS[0]])
     # c4 is still running: its window ends with the journal
+    # an order of two contexts with a record in every minute of each
+    at_(T0 + 60, w.context, "st30", "started", T0 + 60, context_id="c5", work_order="WO-4", operation="30", lot="LOT-E")
+    telemetry("st30", T0 + 61, 3)
+    at_(T0 + 235, w.context, "st30", "ended", T0 + 235)
+    at_(T0 + 300, w.context, "st30", "started", T0 + 300, context_id="c6", work_order="WO-4", operation="30", lot="LOT-F")
+    telemetry("st30", T0 + 301, 3)
+    at_(T0 + 475, w.context, "st30", "ended", T0 + 475)
     for _, _, call, args, kw in sorted(calls, key=lambda c: c[:2]):
         call(*args, **kw)
     c3 = [s for (s,) in conn.execute("SELECT seq FROM log WHERE context_id = 'c3' AND type = 'telemetry' ORDER BY seq")]
@@ -107,10 +114,10 @@ def build(path: Path, seed: int = 5) -> None:
 
 
 QUERIES: dict[str, tuple[str, str, dict[str, Any]]] = {}
-for lot in ("LOT-A", "LOT-A2", "LOT-B", "LOT-C", "LOT-D", "LOT-X"):
+for lot in ("LOT-A", "LOT-A2", "LOT-B", "LOT-C", "LOT-D", "LOT-E", "LOT-X"):
     QUERIES[f"lot {lot}"] = ("lot", lot, {"limits": LIMITS})
     QUERIES[f"lot {lot} table"] = ("lot", lot, {"limits": LIMITS, "series": False})
-for wo in ("WO-1", "WO-2", "WO-3"):
+for wo in ("WO-1", "WO-2", "WO-3", "WO-4"):
     QUERIES[f"order {wo}"] = ("order", wo, {})
     QUERIES[f"order {wo} limits"] = ("order", wo, {"limits": LIMITS})
     QUERIES[f"order {wo} table"] = ("order", wo, {"series": False})
