@@ -1,6 +1,6 @@
 """A seeded journal with most of what a trace meets: contexts of one order meeting in one minute (a
 changeover), a lot changed mid-context, a context still running, minutes without records, values
-of every kind (full-precision floats, integers, text, bad quality), alarms with limits, an
+of every kind (full-precision floats, integers, text, bad quality, tiny and huge), alarms with limits, an
 environmental sensor, an order of two contexts apart, dead letters, discards with and without seqs, and a sink cursor mid-way.
 
 `QUERIES` are the trace queries asked of it (name -> kind, key, opts); `answers(path)` their answers.
@@ -51,6 +51,8 @@ def build(path: Path, seed: int = 5) -> None:
             bad = rnd.random() < 0.2
             items.append({"tag": "pressure", "value": "n/a" if bad else round(rnd.uniform(1, 3), 3), "unit": "bar",
                           "quality": "bad" if bad else "good"})
+            # around zero and tiny: numbers SQLite and orjson write differently (1.0e-05, 1e-5)
+            items.append({"tag": "offset", "value": rnd.choice((0.0, 5e-5, -3e-6, 1.5e15, rnd.uniform(-1, 1))), "unit": "mm", "quality": "good"})
             at_(at, w.readings, "telemetry", station, "plc1", at, items)
             if i % 6 == 0:
                 at_(at + 1, w.readings, "telemetry", station, "env1", at + 1, [{"tag": "humidity", "value": rnd.uniform(30, 60), "unit": "%",
