@@ -44,4 +44,3 @@ def test_the_workers_answer_and_the_json_output_are_the_kept_ones(path, kept, na
     assert answer == kept["answers"][name]
     if answer is not None:
         assert hashlib.sha256(ops.as_json(answer).encode()).hexdigest() == kept["as_json_sha256"][name]
-
