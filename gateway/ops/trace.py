@@ -264,8 +264,15 @@ async def handle(path: Path, req: dict[str, Any], limits: dict | None = None) ->
     return {"ok": True, "trace": orjson.Fragment(found), "journal": span}
 
 
+_LIMITS: list = [None, None]  # the configuration last asked about, and its limits
+
+
 def config_limits(cfg) -> dict[tuple[str, str], dict[str, Any]]:
-    """(device, tag) -> configured limits, wherever a driver's configuration keeps them."""
+    """(device, tag) -> configured limits, wherever a driver's configuration keeps them: found once
+    per configuration (a reload makes a new one), not at each trace request in the daemon's loop
+    (a walk of every device's configuration). Not to be changed by the caller."""
+    if _LIMITS[0] is cfg:
+        return _LIMITS[1]
     out: dict[tuple[str, str], dict[str, Any]] = {}
 
     def walk(obj: Any, device: str, name: str | None) -> None:
@@ -282,6 +289,7 @@ def config_limits(cfg) -> dict[tuple[str, str], dict[str, Any]]:
 
     for d in cfg.devices:
         walk(d.model_dump(), d.name, None)
+    _LIMITS[:] = [cfg, out]
     return out
 
 
