@@ -88,6 +88,21 @@ class Journal:
         rec.setdefault("_at", row[4])
         return rec
 
+    def records_at(self, seqs: list[int]) -> dict[int, dict[str, Any]]:
+        """record(seq) of each of `seqs` found: those starting a chunk (a scan is one) read in one
+        statement, not one each; the others as record() finds them."""
+        out: dict[int, dict[str, Any]] = {}
+        for seq, last, station, device, at, head, items in self.conn.execute(
+                "SELECT seq, last, station, device, at, head, items FROM log WHERE seq IN (SELECT value FROM json_each(?))",
+                (orjson.dumps(seqs).decode(),)):
+            rec = self.records(seq, last, station, device, head, items)[0]
+            rec.setdefault("_at", at)
+            out[seq] = rec
+        for seq in seqs:
+            if seq not in out and (rec := self.record(seq)) is not None:
+                out[seq] = rec
+        return out
+
 
 def when(rec: dict[str, Any], default: float | None = None) -> float | None:
     """A record's time: `ts` (when it happened), else its ingest time."""
@@ -551,8 +566,9 @@ def material(j: Journal, span: dict[str, float], batch: str, gtin: str | None) -
     else:
         seqs = [s for (s,) in c.execute("SELECT seq FROM keys WHERE key = 'batch' AND value = ? ORDER BY seq", (batch,))]
     consumed = []
+    recs = j.records_at(seqs)
     for s in seqs:
-        rec = j.record(s)
+        rec = recs.get(s)
         if rec is None or rec.get("type") not in ("scan", "rfid"):
             continue
         consumed.append({
