@@ -18,7 +18,7 @@ import itertools
 import math
 import sqlite3
 import typing
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
@@ -88,6 +88,21 @@ class Journal:
         rec.setdefault("_at", row[4])
         return rec
 
+    def records_at(self, seqs: list[int]) -> dict[int, dict[str, Any]]:
+        """record(seq) of each of `seqs` found: those starting a chunk (a scan is one) read in one
+        statement, not one each; the others as record() finds them."""
+        out: dict[int, dict[str, Any]] = {}
+        for seq, last, station, device, at, head, items in self.conn.execute(
+                "SELECT seq, last, station, device, at, head, items FROM log WHERE seq IN (SELECT value FROM json_each(?))",
+                (orjson.dumps(seqs).decode(),)):
+            rec = self.records(seq, last, station, device, head, items)[0]
+            rec.setdefault("_at", at)
+            out[seq] = rec
+        for seq in seqs:
+            if seq not in out and (rec := self.record(seq)) is not None:
+                out[seq] = rec
+        return out
+
 
 def when(rec: dict[str, Any], default: float | None = None) -> float | None:
     """A record's time: `ts` (when it happened), else its ingest time."""
@@ -114,7 +129,7 @@ def query(conn: sqlite3.Connection, kind: str, key: str, **opts: Any) -> dict[st
         return material(j, span, key, opts.get("gtin"))
     if kind == "operator":
         return operator(j, span, key, opts.get("since"), opts.get("until"))
-    return backward(j, span, kind, key, opts.get("limits") or {}, opts.get("series", True))
+    return backward(j, span, kind, key, opts.get("limits") or {}, opts.get("series", True), opts.get("series_json", False))
 
 
 # -- contexts -----------------------------------------------------------------------------------
@@ -152,7 +167,8 @@ def public(ctx: dict[str, Any]) -> dict[str, Any]:
 # -- backward: lot and order --------------------------------------------------------------------
 
 
-def backward(j: Journal, span: dict[str, float], kind: str, key: str, config_limits: dict, with_series: bool = True) -> dict[str, Any] | None:
+def backward(j: Journal, span: dict[str, float], kind: str, key: str, config_limits: dict, with_series: bool = True,
+             series_json: bool = False) -> dict[str, Any] | None:
     ctxs = contexts_of(j, kind, key)
     if not ctxs:
         return None
@@ -184,7 +200,7 @@ def backward(j: Journal, span: dict[str, float], kind: str, key: str, config_lim
         out["alarms"] += [alarm_row(a) for a in alarms]
         ctx["_alarms"] = alarms
     _fill_kinds(j, kinds, ctxs)
-    tags = tag_rows(j, ctxs, config_limits, with_series)
+    tags = tag_rows(j, ctxs, config_limits, with_series, series_json)
     for t in tags:
         (out["environment"] if kinds.get((t["station"], t["device"]), "") in environmental() else out["tags"]).append(t)
     out["materials"].sort(key=lambda m: m["seq"])
@@ -256,74 +272,148 @@ def sessions_in(ctx: dict[str, Any], events: list[dict[str, Any]]) -> list[dict[
 # -- tags ---------------------------------------------------------------------------------------
 
 
-# Per tag of one context: its totals, and its minutes as one JSON array of [minute, count, min, max,
-# mean, numeric] built by SQLite in key order (the primary key's: by minute), so that rows are not
-# fetched one by one.
-TAG_SQL = """
-SELECT station, device, tag, max(unit), sum(count), sum(numeric), min(min), max(max), sum(sum),
-       json_group_array(json_array(minute, count, min, max, CASE WHEN numeric > 0 THEN sum / numeric END, numeric))
-FROM minutes WHERE context_id = ? GROUP BY device, tag
-"""
+# Per tag of one context: its totals, its first and last minute, its number of minutes and (POINTS)
+# its points as one JSON array built by SQLite in key order (the primary key's: by minute), so that
+# minutes are neither fetched nor made into objects one by one. A point's min, max and mean are what
+# SQLite's JSON says of them (15 significant digits).
+TOTALS = "station, device, tag, max(unit), sum(count), sum(numeric), min(min), max(max), sum(sum), min(minute), max(minute), count(*)"
+MEAN = "CASE WHEN numeric > 0 THEN sum / numeric END"
+POINT = f"json_object('t', minute * 60.0, 'min', min, 'max', max, 'mean', {MEAN}, 'count', count)"
+POINTS = f"SELECT {TOTALS}, json_group_array({POINT}) FROM minutes WHERE context_id = ? GROUP BY device, tag"
+NO_POINTS = f"SELECT {TOTALS}, NULL FROM minutes WHERE context_id = ? GROUP BY device, tag"
+TAG_POINTS = f"SELECT json_group_array({POINT}) FROM minutes WHERE context_id = ? AND device = ? AND tag = ?"
+# Minutes in two contexts (a changeover) are merged weighted by their numeric values, which points do not carry.
+MERGING = (f"SELECT minute, json_array(count, min, max, {MEAN}, numeric) FROM minutes "
+           "WHERE context_id = ? AND device = ? AND tag = ? AND minute BETWEEN ? AND ?")
 
 
-def tag_rows(j: Journal, ctxs: list[dict[str, Any]], config_limits: dict, with_series: bool = True) -> list[dict[str, Any]]:
-    """Per tag: totals, limits, periods out of them and (`with_series`) one point per minute."""
+class Part(typing.NamedTuple):
+    """A tag's minutes in one context: first and last minute, how many, their points as JSON (None:
+    not read), and the first and last minute of the context's window."""
+
+    context_id: str
+    first: int
+    last: int
+    n: int
+    points: str | None
+    window: tuple[int, int]
+
+
+def tag_rows(j: Journal, ctxs: list[dict[str, Any]], config_limits: dict, with_series: bool = True,
+             series_json: bool = False) -> list[dict[str, Any]]:
+    """Per tag: totals, limits, periods out of them and (`with_series`) one point per minute;
+    `series_json`: a series is an orjson.Fragment where SQLite's JSON is the whole of it."""
     per: dict[tuple[str, str, str], list] = {}
     windows: list[tuple[float, float]] = []
+    sql = POINTS if with_series else NO_POINTS
     for ctx in ctxs:
         windows.append((ctx["started_at"] if ctx["started_at"] is not None else ctx["_end"], ctx["_end"]))
-        for station, device, tag, unit, count, numeric, lo, hi, total, minutes in j.conn.execute(TAG_SQL, (ctx["context_id"],)):
+        cid = ctx["context_id"]
+        window = (math.floor(windows[-1][0] / 60), math.floor(windows[-1][1] / 60))
+        for station, device, tag, unit, count, numeric, lo, hi, total, first, last, n, points in j.conn.execute(sql, (cid,)):
             k = (station, device, tag)
-            new = [unit, count, numeric, lo, hi, total, orjson.loads(minutes), False]
+            part = Part(cid, first, last, n, points, window)
             old = per.get(k)
-            per[k] = new if old is None else [old[0] or unit, old[1] + count, old[2] + numeric, _min(old[3], lo), _max(old[4], hi),
-                                             _add(old[5], total), old[6] + new[6], True]
+            per[k] = [unit, count, numeric, lo, hi, total, [part]] if old is None else [
+                old[0] or unit, old[1] + count, old[2] + numeric, _min(old[3], lo), _max(old[4], hi), _add(old[5], total), old[6] + [part]]
     minutes = _window_minutes(windows)
     alarms = [a for ctx in ctxs for a in ctx["_alarms"]]
     out = []
     for k in sorted(per):
         station, device, tag = k
-        unit, count, numeric, lo, hi, total, rows, several = per[k]
-        rows = _merged(rows) if several else rows
+        unit, count, numeric, lo, hi, total, parts = per[k]
         tag_alarms = [a for a in alarms if a.get("device") == device and a.get("tag") == tag and a.get("station", station) == station]
         limits = limits_of(tag_alarms, config_limits.get((device, tag)))
+        # SQLite writes an infinite value as Inf, which is not JSON: such a series is decoded, as it always was
+        text = _text(parts, minutes) if series_json and with_series and all(v is None or math.isfinite(v) for v in (lo, hi, total)) else None
+        points = _points(j, device, tag, parts) if limits or (with_series and text is None) else []
         row = {
             "station": station, "device": device, "tag": tag, "unit": unit, "count": count, "min": lo, "max": hi,
             "mean": total / numeric if numeric and total is not None else None,
             "limits": limits,
-            "out_of_limits": out_of_limits(rows, limits, tag_alarms, windows),
+            "out_of_limits": out_of_limits(points, limits, tag_alarms, windows),
         }
         if with_series:
-            row["series"] = series(rows, minutes)
+            row["series"] = orjson.Fragment(text) if text is not None else series(points, minutes)
         out.append(row)
     return out
 
 
-def series(rows: list[list], minutes: list[int]) -> list[dict[str, Any]]:
-    """One point per minute of the window; a minute without records has count 0 (a gap stays visible)."""
-    if len(rows) == len(minutes):
-        return [{"t": r[0] * 60.0, "min": r[2], "max": r[3], "mean": r[4], "count": r[1]} for r in rows]
-    have = {r[0]: r for r in rows}
-    out = []
-    for m in minutes:
-        r = have.get(m)
-        out.append({"t": m * 60.0, "min": None, "max": None, "mean": None, "count": 0} if r is None else
-                   {"t": m * 60.0, "min": r[2], "max": r[3], "mean": r[4], "count": r[1]})
+def _text(parts: list[Part], minutes: list[int]) -> str | None:
+    """The series as JSON from the parts' points, without decoding them, when they make it (else
+    None): parts apart, and either one point a minute of the window between them, or each part's
+    minutes without a hole and inside its context's window (the window's other minutes are gaps)."""
+    if len(parts) == 1 and parts[0].n == len(minutes):
+        return parts[0].points
+    ordered = sorted(parts, key=lambda p: p.first)
+    if any(a.last >= b.first for a, b in itertools.pairwise(ordered)):
+        return None
+    if sum(p.n for p in parts) == len(minutes):
+        return "[" + ",".join(p.points[1:-1] for p in ordered) + "]"
+    if not all(p.n == p.last - p.first + 1 and p.window[0] <= p.first and p.last <= p.window[1] for p in ordered):
+        return None
+    out: list[str] = []
+    i = 0
+    for p in ordered:
+        at = bisect_left(minutes, p.first, i)
+        out += [_gap(m) for m in minutes[i:at]]
+        out.append(p.points[1:-1])
+        i = at + p.n  # the part's minutes are the window's from `at` on
+    out += [_gap(m) for m in minutes[i:]]
+    return "[" + ",".join(out) + "]"
+
+
+def _gap(minute: int) -> str:
+    return orjson.dumps({"t": minute * 60.0, "min": None, "max": None, "mean": None, "count": 0}).decode()
+
+
+def _points(j: Journal, device: str, tag: str, parts: list[Part]) -> list[dict[str, Any]]:
+    """The tag's points over its parts by minute; a minute in several parts (a changeover) becomes one."""
+    lists = [orjson.loads(p.points if p.points is not None else j.conn.execute(TAG_POINTS, (p.context_id, device, tag)).fetchone()[0])
+             for p in parts]
+    if len(lists) == 1:
+        return lists[0]
+    points = sorted(itertools.chain.from_iterable(lists), key=lambda p: p["t"])
+    shared = {a["t"] for a, b in itertools.pairwise(points) if a["t"] == b["t"]}
+    if not shared:
+        return points
+    return _merged(j, device, tag, parts, points, {int(t) // 60 for t in shared})
+
+
+def _merged(j: Journal, device: str, tag: str, parts: list[Part], points: list[dict[str, Any]], shared: set[int]) -> list[dict[str, Any]]:
+    """Points with each shared minute's rows ([count, min, max, mean, numeric], in the parts' order)
+    merged into one: counts added, extremes kept, means weighted by numeric values."""
+    lo, hi = min(shared), max(shared)
+    rows: dict[int, list] = {}
+    for p in parts:
+        for minute, row in j.conn.execute(MERGING, (p.context_id, device, tag, lo, hi)):
+            if minute not in shared:
+                continue
+            r = orjson.loads(row)
+            q = rows.get(minute)
+            if q is None:
+                rows[minute] = r
+                continue
+            n = q[4] + r[4]
+            mean = ((q[3] or 0) * q[4] + (r[3] or 0) * r[4]) / n if n else None
+            rows[minute] = [q[0] + r[0], _min(q[1], r[1]), _max(q[2], r[2]), mean, n]
+    out: list[dict[str, Any]] = []
+    for p in points:
+        m = int(p["t"]) // 60
+        if m not in shared:
+            out.append(p)
+        elif not out or out[-1]["t"] != p["t"]:
+            c, mn, mx, mean, _ = rows[m]
+            out.append({"t": p["t"], "min": mn, "max": mx, "mean": mean, "count": c})
     return out
 
 
-def _merged(rows: list[list]) -> list[list]:
-    """Minutes of several contexts in order; a minute in two of them (a changeover) becomes one."""
-    out: dict[int, list] = {}
-    for r in sorted(rows, key=lambda r: r[0]):
-        q = out.get(r[0])
-        if q is None:
-            out[r[0]] = list(r)
-            continue
-        n = q[5] + r[5]
-        mean = ((q[4] or 0) * q[5] + (r[4] or 0) * r[5]) / n if n else None
-        out[r[0]] = [r[0], q[1] + r[1], _min(q[2], r[2]), _max(q[3], r[3]), mean, n]
-    return list(out.values())
+def series(points: list[dict[str, Any]], minutes: list[int]) -> list[dict[str, Any]]:
+    """One point per minute of the window; a minute without records has count 0 (a gap stays visible)."""
+    if len(points) == len(minutes):
+        return points
+    have = {int(p["t"]) // 60: p for p in points}
+    return [have.get(m) or {"t": m * 60.0, "min": None, "max": None, "mean": None, "count": 0} for m in minutes]
 
 
 def _add(a, b):
@@ -361,15 +451,15 @@ def limits_of(alarms: list[dict[str, Any]], configured: dict | None) -> dict[str
     return {"low": low, "high": high}
 
 
-def out_of_limits(rows: list[list], limits: dict | None, alarms: list[dict[str, Any]], windows: list[tuple[float, float]]) -> list[dict[str, float]]:
-    """Periods outside the limits: minutes whose extremes crossed them (rows: [minute, count, min,
-    max, mean, numeric]), and raised..cleared alarm pairs."""
+def out_of_limits(points: list[dict[str, Any]], limits: dict | None, alarms: list[dict[str, Any]],
+                  windows: list[tuple[float, float]]) -> list[dict[str, float]]:
+    """Periods outside the limits: minutes whose extremes crossed them, and raised..cleared alarm pairs."""
     periods: list[tuple[float, float]] = []
     if limits:
         lo, hi = limits["low"], limits["high"]
-        for r in rows:
-            if (hi is not None and r[3] is not None and r[3] > hi) or (lo is not None and r[2] is not None and r[2] < lo):
-                periods.append((r[0] * 60.0, r[0] * 60.0 + 60.0))
+        for p in points:
+            if (hi is not None and p["max"] is not None and p["max"] > hi) or (lo is not None and p["min"] is not None and p["min"] < lo):
+                periods.append((p["t"], p["t"] + 60.0))
     raised: dict[str, float] = {}
     for a in sorted(alarms, key=lambda a: a["seq"]):
         name, at = str(a.get("alarm")), when(a)
@@ -476,8 +566,9 @@ def material(j: Journal, span: dict[str, float], batch: str, gtin: str | None) -
     else:
         seqs = [s for (s,) in c.execute("SELECT seq FROM keys WHERE key = 'batch' AND value = ? ORDER BY seq", (batch,))]
     consumed = []
+    recs = j.records_at(seqs)
     for s in seqs:
-        rec = j.record(s)
+        rec = recs.get(s)
         if rec is None or rec.get("type") not in ("scan", "rfid"):
             continue
         consumed.append({

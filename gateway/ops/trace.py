@@ -169,29 +169,65 @@ def open_ro(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def run(path: Path, kind: str, key: str, opts: dict[str, Any], limits: dict | None = None) -> dict[str, Any]:
-    """The answer of the control request, computed on the file: {"ok", "trace", "journal"}."""
-    conn = open_ro(path)
+def run(path: Path, kind: str, key: str, opts: dict[str, Any], limits: dict | None = None,
+        conn: sqlite3.Connection | None = None) -> dict[str, Any]:
+    """The answer of the control request, computed on the file: {"ok", "trace", "journal"}. Given
+    `conn` (the worker's, open on `path`), the trace is only to be encoded: its series may be orjson fragments."""
+    own = conn is None
+    conn = open_ro(path) if own else conn
     try:
         if kind not in ("lot", "order"):
             opts = {k: v for k, v in opts.items() if k != "series"}
-        elif limits:
-            opts = {**opts, "limits": limits}
+        else:
+            opts = {**opts, "series_json": not own, **({"limits": limits} if limits else {})}
         found = trace.query(conn, kind, key, **opts)
         span = found["journal"] if found else trace.Journal(conn).span()
     finally:
-        conn.close()
+        if own:
+            conn.close()
     return {"ok": True, "trace": found, "journal": span}
+
+
+class Reader:
+    """The worker's read-only connection, kept between queries while it is open on the same file of
+    this format: its parsed schema and cached pages outlive a query (a new connection costs each
+    query milliseconds, more under capture)."""
+
+    def __init__(self) -> None:
+        self._conn: sqlite3.Connection | None = None
+        self._file: tuple[Path, int, int] | None = None
+
+    def conn(self, path: Path) -> sqlite3.Connection:
+        # the open connection holds its file, so a file made anew at the path has another inode
+        try:
+            st = path.stat()
+        except OSError:
+            st = None
+        file = (path, st.st_dev, st.st_ino) if st is not None else None
+        if self._conn is not None and (file != self._file or self._conn.execute("PRAGMA user_version").fetchone()[0] != schema.FORMAT):
+            self.close()
+        if self._conn is None:
+            self._conn, self._file = open_ro(path), file
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = self._file = None
+
+
+READER = Reader()  # in the worker process
 
 
 def encoded(path: Path, kind: str, key: str, opts: dict[str, Any], limits: dict | None) -> tuple[bytes | None, dict | None, str, str]:
     """`run` in the worker process: (trace as JSON, journal span, error code, error); the trace
     travels back encoded, so the daemon forwards it without building it again."""
     try:
-        rsp = run(path, kind, key, opts, limits)
+        rsp = run(path, kind, key, opts, limits, READER.conn(path))
     except NotJournal as exc:
         return None, None, "no_journal", str(exc)
     except sqlite3.Error as exc:
+        READER.close()  # the next query opens the file again
         return None, None, "journal_error", f"reading the journal {path}: {exc}"
     return orjson.dumps(rsp["trace"]), rsp["journal"], "", ""
 
@@ -228,8 +264,15 @@ async def handle(path: Path, req: dict[str, Any], limits: dict | None = None) ->
     return {"ok": True, "trace": orjson.Fragment(found), "journal": span}
 
 
+_LIMITS: list = [None, None]  # the configuration last asked about, and its limits
+
+
 def config_limits(cfg) -> dict[tuple[str, str], dict[str, Any]]:
-    """(device, tag) -> configured limits, wherever a driver's configuration keeps them."""
+    """(device, tag) -> configured limits, wherever a driver's configuration keeps them: found once
+    per configuration (a reload makes a new one), not at each trace request in the daemon's loop
+    (a walk of every device's configuration). Not to be changed by the caller."""
+    if _LIMITS[0] is cfg:
+        return _LIMITS[1]
     out: dict[tuple[str, str], dict[str, Any]] = {}
 
     def walk(obj: Any, device: str, name: str | None) -> None:
@@ -246,6 +289,7 @@ def config_limits(cfg) -> dict[tuple[str, str], dict[str, Any]]:
 
     for d in cfg.devices:
         walk(d.model_dump(), d.name, None)
+    _LIMITS[:] = [cfg, out]
     return out
 
 

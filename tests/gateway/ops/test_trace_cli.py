@@ -25,6 +25,7 @@ from gateway.ops import cli as cli_mod
 from gateway.ops import control
 from gateway.ops import trace as ops
 from tests.conftest import Process, write_config
+from tests.gateway.journal.rows import create as create_journal
 from tests.gateway.journal.test_trace import GTIN, OP, T0, journal  # noqa: F401 - the fixture
 from tests.helpers import cli
 
@@ -242,6 +243,43 @@ def test_configured_limits_fill_in_for_tags_without_alarms(tmp_path, journal):  
     assert [(p["from"][11:19], p["to"][11:19]) for p in tags["speed"]["out_of_limits"]] == [("14:19:00", "14:20:00")]  # 131..135 rpm
     # the alarm records' limit (what applied then) over the configured one; the configured low fills in
     assert tags["temp"]["limits"] == {"low": 10.0, "high": 80.0}
+
+
+
+def test_configured_limits_are_found_once_per_configuration(tmp_path):
+    devices = [{"kind": "modbus", "name": "plc1", "host": "127.0.0.1", "port": 1502,
+                "polls": [{"interval": 1, "tags": [{"name": "speed", "address": 0, "limits": {"high": 130.0}}]}]}]
+    path = write_config(tmp_path, 1, devices)
+    cfg = config_mod.load(path)
+    assert ops.config_limits(cfg) is ops.config_limits(cfg)  # not walked again at each request
+    devices[0]["polls"][0]["tags"][0]["limits"] = {"high": 120.0}
+    reloaded = config_mod.load(write_config(tmp_path, 1, devices))
+    assert ops.config_limits(reloaded)[("plc1", "speed")]["high"] == 120.0
+
+
+def test_the_worker_keeps_its_connection_to_the_same_file(tmp_path, journal):  # noqa: F811
+    facts, _ = journal
+
+    def copy(src, dst):  # without a write-ahead log beside it, so that a replaced file leaves none behind
+        a, b = sqlite3.connect(src), sqlite3.connect(dst, isolation_level=None)
+        a.backup(b)
+        b.execute("PRAGMA journal_mode=DELETE")
+        a.close()
+        b.close()
+
+    path, empty = tmp_path / "kept.sqlite3", tmp_path / "empty.sqlite3"
+    copy(facts["path"], path)
+    create_journal(tmp_path / "new.sqlite3").close()
+    copy(tmp_path / "new.sqlite3", empty)
+    reader = ops.Reader()
+    first = reader.conn(path)
+    assert reader.conn(path) is first
+    assert ops.run(path, "lot", "LOT-A", {}, None, first)["trace"]["contexts"][0]["lot"] == "LOT-A"
+    # a file made anew at the path (restored, replaced) is opened anew, never read through the old one
+    os.replace(empty, path)
+    assert reader.conn(path) is not first
+    assert ops.run(path, "lot", "LOT-A", {}, None, reader.conn(path))["trace"] is None
+    reader.close()
 
 
 async def test_a_dead_worker_costs_one_answer_not_the_daemon(fuzz_journal):
