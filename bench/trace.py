@@ -15,11 +15,12 @@
 3. Measure: `--queries` queries per kind (lot, order, material batch, operator over one day), random
    keys, each the way `shopfloor-gateway trace … --json` runs it minus interpreter start: the request on
    the control socket, the daemon's worker querying its read-only connection, the answer rendered;
-   `lot table` as `trace lot LOT` on a terminal (no series). Printed: p50/p95/max per kind, answer
-   sizes, and the capture rate meanwhile (from `status`).
+   `lot table` as `trace lot LOT` on a terminal; `lot --series` and `order --series` as `--json --series`
+   (every tag's minutes too: thousands of points). Printed: p50/p95/max per kind, answer sizes, and the
+   capture rate meanwhile (from `status`).
 
-The gateway's journal retention scans every kept record at each step while none is old enough
-(about a second a step on this journal), so `--prune-interval 60` shows the queries without it.
+`--prune-interval` sets the gateway's journal.prune_interval, to compare the queries with and without
+retention steps running.
 """
 
 from __future__ import annotations
@@ -341,16 +342,18 @@ def keys_of(path: Path) -> dict[str, list]:
 
 async def measure(cfg, keys: dict[str, list], n: int, seed: int = 11) -> dict[str, list[tuple[float, int]]]:
     rnd = random.Random(seed)
-    out: dict[str, list[tuple[float, int]]] = {"lot": [], "order": [], "material": [], "operator": [], "lot table": []}
+    out: dict[str, list[tuple[float, int]]] = {"lot": [], "order": [], "material": [], "operator": [], "lot table": [],
+                                               "lot --series": [], "order --series": []}
     lo, hi = keys["range"]
     for _ in range(n):
         for kind in out:
-            if kind == "lot":
-                req = {"kind": "lot", "key": rnd.choice(keys["lots"]), "opts": {}}
-            elif kind == "lot table":  # `trace lot LOT` on a terminal: no series asked
+            if kind in ("lot", "lot table"):  # `trace lot LOT --json`, and on a terminal (rendered as a table)
                 req = {"kind": "lot", "key": rnd.choice(keys["lots"]), "opts": {"series": False}}
             elif kind == "order":
-                req = {"kind": "order", "key": rnd.choice(keys["orders"]), "opts": {}}
+                req = {"kind": "order", "key": rnd.choice(keys["orders"]), "opts": {"series": False}}
+            elif kind.endswith("--series"):  # every tag's minutes too: thousands of points
+                name = kind.split()[0]
+                req = {"kind": name, "key": rnd.choice(keys[name + "s"]), "opts": {}}
             elif kind == "material":
                 req = {"kind": "material", "key": rnd.choice(keys["batches"]), "opts": {}}
             else:
@@ -371,7 +374,7 @@ def report(title: str, res: dict[str, list[tuple[float, int]]]) -> None:
         ts = sorted(x[0] * 1000 for x in xs)
         q = lambda p: ts[min(len(ts) - 1, int(p * len(ts)))]  # noqa: E731
         size = sorted(x[1] for x in xs)[len(xs) // 2]
-        print(f"  {kind:<10} n={len(ts):4d}  p50 {q(0.5):7.1f} ms  p95 {q(0.95):7.1f} ms  max {ts[-1]:7.1f} ms   answer ~{size / 1024:,.0f} KiB")
+        print(f"  {kind:<14} n={len(ts):4d}  p50 {q(0.5):7.1f} ms  p95 {q(0.95):7.1f} ms  max {ts[-1]:7.1f} ms   answer ~{size / 1024:,.0f} KiB")
 
 
 async def run(path: Path, args) -> None:

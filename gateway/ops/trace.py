@@ -64,6 +64,9 @@ def add_parser(sub: argparse._SubParsersAction, commands: dict, with_config) -> 
             sp.add_argument("--gtin", help="only this GTIN (8 to 14 digits)")
         else:
             sp.add_argument("key", metavar={"lot": "LOT", "order": "WORK_ORDER", "operator": "OPERATOR"}[kind])
+        if kind in ("lot", "order"):
+            sp.add_argument("--series", action="store_true",
+                            help="with --json: each tag's minutes over the window too (min, max, mean, count per minute)")
         if kind == "operator":
             sp.add_argument("--from", dest="since", help="from (ISO date/time, local unless it says; or unix seconds)")
             sp.add_argument("--to", dest="until", help="to (as --from; `now` is accepted)")
@@ -90,8 +93,11 @@ def request_of(args) -> dict[str, Any]:
         opts["until"] = parse_time("--to", args.until)
         if opts["since"] is not None and opts["until"] is not None and opts["until"] < opts["since"]:
             raise Invalid("--to is before --from")
-    if kind in ("lot", "order") and not args.json:
-        opts["series"] = False  # the table and the CSV show each tag's summary, not its minutes
+    if kind in ("lot", "order"):
+        if args.series and not args.json:
+            raise Invalid("--series goes with --json (the table and the CSV show each tag's summary)")
+        if not args.series:
+            opts["series"] = False  # each tag's summary; its minutes (thousands of points for a lot) when asked
     return {"cmd": "trace", "kind": kind, "key": key, "opts": {k: v for k, v in opts.items() if v is not None}}
 
 

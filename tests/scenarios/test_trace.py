@@ -93,7 +93,7 @@ async def test_trace_of_a_shift_the_gateway_captured(tmp_path, broker):
     sim.unplug()
 
     # without the daemon: the file opened read-only; the minutes it wrote on the way out are there too
-    r = await asyncio.to_thread(cli, "trace", "lot", "PL-2024-7", "-c", str(path), "--json")
+    r = await asyncio.to_thread(cli, "trace", "lot", "PL-2024-7", "-c", str(path), "--json", "--series")
     assert r.returncode == 0, r.stderr
     t = json.loads(r.stdout)
     (temp,) = t["tags"]

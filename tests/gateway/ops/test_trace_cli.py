@@ -100,6 +100,21 @@ def test_arguments_and_files_refused_with_one_line(tmp_path, journal):  # noqa: 
     assert r.returncode == 69 and f"file format 1, the capture log writes format {schema.FORMAT}" in r.stderr
 
 
+def test_json_holds_each_tag_s_minutes_only_when_asked(journal):  # noqa: F811
+    facts, _ = journal
+    r = cli("trace", "lot", "LOT-A", "--journal", str(facts["path"]), "--json")
+    assert r.returncode == 0, r.stderr
+    tags = json.loads(r.stdout)["tags"]
+    assert tags and all("series" not in t and t["count"] > 0 for t in tags)
+    r = cli("trace", "lot", "LOT-A", "--journal", str(facts["path"]), "--json", "--series")
+    assert r.returncode == 0, r.stderr
+    with_series = json.loads(r.stdout)["tags"]
+    assert [{k: v for k, v in t.items() if k != "series"} for t in with_series] == tags
+    assert all(sum(p["count"] for p in t["series"]) == t["count"] for t in with_series)
+    r = cli("trace", "lot", "LOT-A", "--journal", str(facts["path"]), "--series")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "--series goes with --json" in r.stderr
+
+
 def test_configured_journal_without_a_gateway(tmp_path, journal):  # noqa: F811
     facts, _ = journal
     path = write_config(tmp_path, 1, [], buffer={"path": str(facts["path"])})
