@@ -395,6 +395,7 @@ class JsonSink:
         feed = self.feed
         assert feed is not None and self.hooks is not None
         send, pending = self.hooks.send_then, self._pending
+        loop = asyncio.get_running_loop()
         while True:
             chunks = await feed.next(FETCH)
             # Group by topic, keeping seq order inside each group.
@@ -410,7 +411,7 @@ class JsonSink:
                     msg.topic = topic
                     pending[send(topic, msg.body, self._acked)] = msg
                     msg.body = b""  # sent: only its seqs are kept for the PUBACK
-                    msg.sent = time.monotonic()
+                    msg.sent = loop.time()
                     self.inflight = len(pending)
                     self.idle.clear()
 
