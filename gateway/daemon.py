@@ -128,8 +128,19 @@ class Gateway:
         if cmd == "dead_letter":
             return await deadletter.handle(self.log, req)
         if cmd == "trace":
-            return await trace.handle(self.cfg.buffer.path, req, trace.config_limits(self.cfg))
+            return await self.trace(req)
         return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    async def trace(self, req: dict[str, Any]) -> dict[str, Any]:
+        """A trace request (CLI or station page). The minute under way is committed first, so a trace
+        of a running lot holds its readings up to now, not only the minutes that are over (the table
+        adds a minute written in parts: gateway.journal.aggregate)."""
+        try:
+            await self.log.flush()  # what is queued: folded once committed
+            await self.log.flush(everything=True)
+        except BufferError:
+            pass  # the disk refuses writes (status says so): the trace answers from what the file holds
+        return await trace.handle(self.cfg.buffer.path, req, trace.config_limits(self.cfg))
 
     def poll_periods(self) -> dict[str, dict]:
         return {name: h.periods for name, h in self.health.items() if h.periods}

@@ -1,7 +1,9 @@
 """Per-minute telemetry aggregates (table `minutes`), folded in memory as records are committed.
 
 A minute (of ingest time) is written once it is over, in the same transaction as a watermark:
-every telemetry record with seq <= watermark is in the table. After a crash the log refolds the
+every telemetry record with seq <= watermark is in the table. A minute under way may be written in
+parts (at close, and before a trace): the table adds each part to what it holds, and the part's
+records are no longer in memory. After a crash the log refolds the
 records after the watermark (they are still in the log: retention keeps far more than a few
 minutes), so no aggregate misses a record or counts one twice.
 """

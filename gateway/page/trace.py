@@ -18,7 +18,6 @@ from gateway.page.labels import labels
 from gateway.page.live import dumps
 from gateway.page.tables import cell, section, sections
 
-from gateway.ops.trace import config_limits, handle
 
 KINDS = ("lot", "material", "order", "operator")
 OPTS = ("gtin", "since", "until")
@@ -43,8 +42,7 @@ async def answer(request: web.Request) -> tuple[bytes, dict[str, float] | None]:
         opts = _opts(request.query)
     except ValueError:
         raise web.HTTPBadRequest(text="since and until are unix seconds\n") from None
-    cfg = request.app[LIVE].gw.cfg
-    rsp = await handle(cfg.buffer.path, {"kind": kind, "key": key, "opts": opts}, config_limits(cfg))
+    rsp = await request.app[LIVE].gw.trace({"kind": kind, "key": key, "opts": opts})
     if not rsp["ok"]:
         error = web.HTTPBadRequest if rsp.get("code") == "invalid" else web.HTTPServiceUnavailable
         raise error(text=rsp["error"] + "\n")

@@ -102,3 +102,19 @@ async def test_trace_of_a_shift_the_gateway_captured(tmp_path, broker):
     assert t["completeness"]["readings"] == live["completeness"]["readings"]
     r = await asyncio.to_thread(cli, "trace", "order", "WO-2024-0099", "-c", str(path))
     assert r.returncode == 1 and "the journal holds" in r.stderr
+
+
+async def test_a_running_lot_s_trace_holds_the_minute_under_way(tmp_path, broker):
+    from tests.conftest import InProcess
+
+    press = {"kind": "synthetic", "name": "press", "rate": 200, "tags": 2}
+    async with InProcess(write_config(tmp_path, broker.port, [press])) as gw:
+        assert (await gw.request(cmd="context", action="start", work_order="WO-7", lot="LOT-7"))["ok"]
+        readings = lambda st: next(d["readings"] for d in st["devices"] if d["device"] == "press")  # noqa: E731
+        before = readings(await gw.status())  # all later ones are in LOT-7's context
+        st = await gw.wait_status(lambda s: readings(s) >= before + 100)
+        rsp = await gw.request(cmd="trace", kind="lot", key="LOT-7", opts={"series": False})
+    assert rsp["ok"], rsp
+    counted = sum(t["count"] for t in rsp["trace"]["tags"] if t["device"] == "press")
+    # minutes are written when they end; the trace commits the one under way first
+    assert counted >= readings(st) - before >= 100
