@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections.abc import AsyncIterator
 
 from drivers.synthetic.config import SyntheticConfig

@@ -32,7 +32,7 @@ import ssl
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import aiomqtt
 import orjson
@@ -61,6 +61,52 @@ RETRY_CODES = {0x91, 0x97}
 LATENCY_ROWS = 5_000  # the status's latency figures are those of the last rows acknowledged
 # MQTT 5 session expiry: never (0xFFFFFFFF), like a 3.1.1 session with clean_session=False.
 SESSION_EXPIRY = 0xFFFFFFFF
+
+
+class Reconnecting(Protocol):
+    """What `reconnecting` needs of a sink: its session count and its state changes."""
+
+    connects: int
+
+    def _set(self, state: str, reason: str | None) -> None: ...
+
+    def _crashed(self, exc: Exception) -> None: ...
+
+
+async def reconnecting(sink: Reconnecting, connection: Callable[[], Awaitable[None]], settings: MqttConfig,
+                       calm: tuple[type[Exception], ...] = ()) -> None:
+    """Run `connection()` (one connection and its session) again and again, with backoff, until cancelled.
+
+    - A lost or refused connection (MqttError) sets the state `disconnected` with the reason in words
+      (`explain`); after a session that was up the next attempt is at once.
+    - An exception of `calm` ends a session by design: the state is its `state` attribute, the
+      reason its text, and the next attempt is at once.
+    - Anything else is a bug, or a library raising what it never documented: the sink is `crashed`
+      and connects again; the records stay in the log and go out on the next connection. The backoff
+      keeps growing across crashes: a bug that strikes every session is not a loop.
+    """
+    attempt = 0
+    while True:
+        connects = sink.connects
+        try:
+            await connection()
+        except calm as exc:
+            attempt = 0
+            sink._set(getattr(exc, "state", "disconnected"), str(exc))
+        except aiomqtt.MqttError as exc:
+            if sink.connects > connects:
+                attempt = 0
+            sink._set("disconnected", explain(exc, settings))
+            if asyncio.current_task().cancelling():
+                # A stop request that raced the connection loss was absorbed by the session's
+                # TaskGroup together with the MqttError (Python 3.11): honour it here.
+                raise asyncio.CancelledError from None
+        except Exception as exc:  # noqa: BLE001 - the sink's containment boundary (above)
+            sink._crashed(exc)
+            if asyncio.current_task().cancelling():
+                raise asyncio.CancelledError from None
+        await asyncio.sleep(backoff(attempt, settings.reconnect_initial, settings.reconnect_max))
+        attempt += 1
 
 
 class PahoHooks:
@@ -273,38 +319,19 @@ class JsonSink:
 
     async def run(self, feed: Feed) -> None:
         self.feed = feed
-        attempt = 0
-        while True:
-            connects = self.connects
+        await reconnecting(self, self._connection, self.mqtt)
+
+    async def _connection(self) -> None:
+        client = self._client()
+        self.hooks = PahoHooks(client)
+        async with client:
+            self.hooks.connected()
+            # aiomqtt warns on every publish beyond this many pending; we bound in-flight ourselves.
+            client.pending_calls_threshold = 1 << 30
             try:
-                client = self._client()
-                self.hooks = PahoHooks(client)
-                async with client:
-                    self.hooks.connected()
-                    # aiomqtt warns on every publish beyond this many pending; we bound in-flight ourselves.
-                    client.pending_calls_threshold = 1 << 30
-                    try:
-                        await self._session(client)
-                    finally:
-                        feed.rewind()  # nothing of this connection awaits a PUBACK any more
-            except aiomqtt.MqttError as exc:
-                if self.connects > connects:
-                    attempt = 0  # a session that was up: the next one is tried at once
-                self._set("disconnected", explain(exc, self.mqtt))
-                if asyncio.current_task().cancelling():
-                    # A stop request that raced the connection loss was absorbed by the session's
-                    # TaskGroup together with the MqttError (Python 3.11): honour it here.
-                    raise asyncio.CancelledError from None
-            except Exception as exc:  # noqa: BLE001 - the sink's containment boundary
-                # A bug here, or a library raising what it never documented, costs a reconnect, not
-                # the capture: the records stay in the log and go out on the next connection. The
-                # backoff keeps growing across crashes: a bug that strikes every session is not a loop.
-                self._crashed(exc)
-                if asyncio.current_task().cancelling():
-                    raise asyncio.CancelledError from None
-            delay = backoff(attempt, self.mqtt.reconnect_initial, self.mqtt.reconnect_max)
-            attempt += 1
-            await asyncio.sleep(delay)
+                await self._session(client)
+            finally:
+                self.feed.rewind()  # nothing of this connection awaits a PUBACK any more
 
     async def goodbye(self) -> None:
         """On a clean stop, replace the retained status by offline (the will covers unclean ones)."""
@@ -390,7 +417,6 @@ class JsonSink:
         return topic(self.base, station, device, type_)
 
     async def _send(self) -> None:
-        pack = self.mqtt.max_pack
         most = self.mqtt.max_inflight
         feed = self.feed
         assert feed is not None and self.hooks is not None

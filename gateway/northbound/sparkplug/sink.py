@@ -26,10 +26,9 @@ import paho.mqtt.client as mqtt
 import structlog
 from google.protobuf.message import DecodeError
 
-from gateway.capture.supervisor import backoff
 from gateway.errors import Traced, describe
 from gateway.model import TELEMETRY
-from gateway.northbound.mqtt import PahoHooks, explain, runs, tls_context
+from gateway.northbound.mqtt import PahoHooks, reconnecting, runs, tls_context
 from gateway.northbound.sink import Chunk, Feed
 from gateway.northbound.sparkplug import payload as pl
 from gateway.northbound.sparkplug.catalog import Catalog
@@ -49,6 +48,8 @@ DOWN = frozenset({"down", "failed", "crashed", "finished"})  # device states tha
 
 class HostOffline(Exception):
     """The primary host said offline: end the session (NDEATH first) and connect again."""
+
+    state = "host offline"
 
 
 class SparkplugSink:
@@ -116,33 +117,16 @@ class SparkplugSink:
 
     async def run(self, feed: Feed) -> None:
         self.feed = feed
-        attempt = 0
-        while True:
-            connects = self.connects
-            try:
-                await self._connection(feed)
-            except HostOffline:
-                attempt = 0
-                self._set("host offline", f"{self.cfg.primary_host_id} is offline")
-            except aiomqtt.MqttError as exc:
-                if self.connects > connects:
-                    attempt = 0  # a session that was up: the next one is tried at once
-                self._set("disconnected", explain(exc, self.cfg))
-                if asyncio.current_task().cancelling():
-                    raise asyncio.CancelledError from None
-            except Exception as exc:  # noqa: BLE001 - the sink's containment boundary
-                # A bug costs a reconnect, not the capture: unacknowledged records stay in the log.
-                # The backoff keeps growing: a bug that strikes every session is not a loop.
-                self._crashed(exc)
-                if asyncio.current_task().cancelling():
-                    raise asyncio.CancelledError from None
-            finally:
-                self.epoch += 1
-                self.live_since = float("inf")
-                self.client = None
-                feed.rewind()
-            await asyncio.sleep(backoff(attempt, self.cfg.reconnect_initial, self.cfg.reconnect_max))
-            attempt += 1
+        await reconnecting(self, self._attempt, self.cfg, calm=(HostOffline,))
+
+    async def _attempt(self) -> None:
+        try:
+            await self._connection(self.feed)
+        finally:
+            self.epoch += 1
+            self.live_since = float("inf")
+            self.client = None
+            self.feed.rewind()
 
     # -- a session --------------------------------------------------------------------------
 
@@ -204,7 +188,7 @@ class SparkplugSink:
                 raise eg.exceptions[0] from None
             except* HostOffline:
                 await self._ndeath()
-                raise HostOffline from None
+                raise HostOffline(f"{self.cfg.primary_host_id} is offline") from None
 
     async def _watch(self, client: aiomqtt.Client) -> None:
         # The disconnect detector: the iterator raises MqttError when the connection drops. Every
@@ -223,7 +207,7 @@ class SparkplugSink:
             self._set("connected", None)
             while True:
                 if not self.host["online"]:
-                    raise HostOffline
+                    raise HostOffline(f"{self.cfg.primary_host_id} is offline")
                 if self.rebirth:
                     self.rebirth = False
                     self.counts["rebirths"] += 1
@@ -240,7 +224,7 @@ class SparkplugSink:
                     await window.acquire()
                     if not self.host["online"]:
                         window.release()
-                        raise HostOffline  # these chunks go again, after a rewind
+                        raise HostOffline(f"{self.cfg.primary_host_id} is offline")  # these chunks go again, after a rewind
                     sent = self._forward(feed, chunks)
                     tg.create_task(self._settle(client, feed, window, sent, self.epoch))
         finally:

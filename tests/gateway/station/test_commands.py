@@ -123,7 +123,7 @@ async def test_a_command_without_an_id_is_named_by_its_digest():
 
 async def test_topics_of_no_station_of_this_gateway_are_refused():
     cmds, rec = handler()
-    for topic in (f"{BASE}/st99/cmd/context", f"{BASE}/st10/cmd/other", f"shopfloor/plant1/assembly/line2/st10/cmd/context"):
+    for topic in (f"{BASE}/st99/cmd/context", f"{BASE}/st10/cmd/other", "shopfloor/plant1/assembly/line2/st10/cmd/context"):
         out = await decide(cmds, {"action": "end"}, topic)
         assert (out["reason"], out["station"]) == ("unknown_station", None)
     assert rec.changes == []

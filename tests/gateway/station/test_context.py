@@ -99,10 +99,9 @@ async def test_a_scanned_change_names_the_scanning_device(tmp_path, broker):
     assert (up.records[0]["event"], up.records[0]["source"], up.records[0]["actor"]) == ("started", "scan", "scan:scanner1")
 
 
-import pytest  # noqa: E402
 
 from gateway.station import ids  # noqa: E402
-from gateway.station.context import MAX_OPERATORS, Change, Context, ContextRefused, apply  # noqa: E402
+from gateway.station.context import MAX_OPERATORS  # noqa: E402
 
 
 @pytest.mark.parametrize("source", ["scan", "cli", "mes"])
