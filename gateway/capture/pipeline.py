@@ -24,7 +24,7 @@ import orjson
 import structlog
 
 from gateway.capture.log import Batch, Log
-from gateway.capture.record import OPTS, SCHEMA, Origin, context_event, context_fields, encode, head, item, stamp, utc
+from gateway.capture.record import OPTS, SCHEMA, Origin, context_event, context_fields, encode, encode_all, head, item, stamp, utc
 from gateway.config import Config
 from gateway.errors import Traced, describe
 from gateway.journal.keys import interval, keys
@@ -110,14 +110,14 @@ class Pipeline:
             return max(self.submit(origin, r)[0] for r in rs)
         try:
             ctx = self.contexts[origin.station]
-            lines = []
-            points = []
+            items = []
             last_ts = stamp_ts = None
             for r in rs:
                 it = item(r, stamp_ts if r.ts == last_ts else None)
                 last_ts, stamp_ts = r.ts, it["ts"]
-                lines.append(encode(it))
-                points.append((r.tag, r.value, r.unit, r.quality == "good"))
+                items.append(it)
+            lines = encode_all(items)
+            points = [(r.tag, r.value, r.unit, r.quality == "good") for r in rs]
             self.read += len(rs)
             return self.log.extend((origin.device, ctx.context_id, ctx.version), self._maker(origin, ctx), lines, points)
         except Exception:  # noqa: BLE001 - handed to submit(), each reading in its own containment

@@ -143,6 +143,18 @@ def encode(rec: dict[str, Any]) -> bytes:
         return orjson.dumps(rec, option=OPTS, default=repr)
 
 
+def encode_all(items: list[dict[str, Any]]) -> list[bytes]:
+    """`encode` of each item, from one orjson call for all of them when it can: the array splits
+    at its `},{` exactly when no value holds that text (JSON text never holds a raw newline)."""
+    try:
+        text = orjson.dumps(items, option=OPTS)
+    except TypeError:
+        return [encode(it) for it in items]
+    if text.count(b"},{") != len(items) - 1 or not items:
+        return [encode(it) for it in items]
+    return text[1:-1].replace(b"},{", b"}\n{").split(b"\n")
+
+
 def wire(seq: int, head: bytes, line: bytes) -> bytes:
     """The whole record as one JSON object, `seq` first: the JSON sink's encoding."""
     if line == b"{}":

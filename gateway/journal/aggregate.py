@@ -65,12 +65,15 @@ class Minutes:
             a.last_seq = seq
             if not good:
                 a.bad += 1
-            if type(value) in (int, float) and math.isfinite(value):
+            t = type(value)
+            if t is int or (t is float and math.isfinite(value)):  # not bool: True is no measurement
                 a.numeric += 1
                 a.sum += value
-                if a.min is None or value < a.min:
+                if a.numeric == 1:
+                    a.min = a.max = value
+                elif value < a.min:
                     a.min = value
-                if a.max is None or value > a.max:
+                elif value > a.max:
                     a.max = value
             seq += 1
         if seq - 1 > self.folded:
